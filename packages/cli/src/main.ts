@@ -1,0 +1,86 @@
+import { BucketpipeError, ExitCode } from '@bucketpipe/core';
+
+const commands: Record<string, { summary: string; load: () => Promise<{ help: string; run: (argv: string[]) => Promise<number> }> }> = {
+  send: {
+    summary: 'read a stream (stdin or a command) and upload it as chunks',
+    load: async () => {
+      const m = await import('./commands/send.js');
+      return { help: m.sendHelp, run: m.runSend };
+    },
+  },
+  receive: {
+    summary: 'follow a stream and write it, verified and in order, to stdout or a command',
+    load: async () => {
+      const m = await import('./commands/receive.js');
+      return { help: m.receiveHelp, run: m.runReceive };
+    },
+  },
+  inspect: {
+    summary: 'show where a stream stands: state, sizes, sender heartbeat, receivers',
+    load: async () => {
+      const m = await import('./commands/inspect.js');
+      return { help: m.inspectHelp, run: m.runInspect };
+    },
+  },
+};
+
+export const mainHelp = `usage: bucketpipe <command> [options]
+
+Moves a huge byte stream (typically zfs send) through object storage in real time, resumably.
+
+commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`)
+  .join('\n')}
+
+Run "bucketpipe <command> --help" for its options.
+
+exit status:
+  0  success             4  stream conflict (another sender, foreign or malformed manifest)
+  1  bug                 5  integrity failure (corrupt, foreign or missing chunk)
+  2  usage error         6  source command failed / stream aborted by its sender
+  3  store error         7  sink command failed
+                         130  interrupted (SIGINT/SIGTERM)
+`;
+
+/** Runs one command line; returns the exit status. Every known failure becomes one line on stderr. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(mainHelp);
+    return name === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (name === '--version' || name === '-V') {
+    const { version } = await import('./version.js');
+    process.stdout.write(`bucketpipe ${version}\n`);
+    return ExitCode.ok;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(
+      `bucketpipe: unknown command "${name}": use one of ${Object.keys(commands).join(', ')} (see: bucketpipe --help)\n`,
+    );
+    return ExitCode.usage;
+  }
+  const { help, run } = await command.load();
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
+    process.stdout.write(help);
+    return ExitCode.ok;
+  }
+  try {
+    return await run(rest);
+  } catch (error) {
+    return reportFailure(error);
+  }
+}
+
+export function reportFailure(error: unknown): number {
+  if (error instanceof BucketpipeError) {
+    process.stderr.write(`bucketpipe: error: ${error.message} [${error.code}]\n`);
+    return error.exitCode;
+  }
+  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`bucketpipe: internal error (this is a bug; please report it with the lines below)\n${stack}\n`);
+  return ExitCode.bug;
+}

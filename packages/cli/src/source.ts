@@ -1,0 +1,63 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { SourceFailedError, UsageError } from '@bucketpipe/core';
+import { describeCommand, describeExit } from './command-line.js';
+
+export interface ByteSource {
+  description: string;
+  bytes: AsyncIterable<Uint8Array>;
+  /** Resolves when the producer finished successfully; rejects with SourceFailedError otherwise. */
+  exit: Promise<void>;
+  /** Stops the producer (the send failed or was interrupted). */
+  stop(): void;
+}
+
+/** Runs `argv` and reads its stdout. Resolves once the command has started, so a typo fails before any upload. */
+export async function commandSource(argv: string[]): Promise<ByteSource> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new UsageError('missing source command after --');
+  const description = describeCommand(argv);
+  const child: ChildProcess = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        new SourceFailedError(
+          'BP_SOURCE_START',
+          `cannot run source command "${description}": ${error.code === 'ENOENT' ? 'command not found' : error.message}; check the command and PATH`,
+        ),
+      ),
+    );
+  });
+  const exit = new Promise<void>((resolve, reject) => {
+    child.once('exit', (code, signal) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new SourceFailedError(
+            'BP_SOURCE_FAILED',
+            `source command "${description}" ${describeExit(code, signal)}: the stream was marked aborted`,
+          ),
+        );
+    });
+  });
+  exit.catch(() => {});
+  const stdout = child.stdout;
+  if (!stdout) throw new Error('bug: source command has no stdout pipe');
+  return {
+    description,
+    bytes: stdout,
+    exit,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
+}
+
+export function stdinSource(): ByteSource {
+  if (process.stdin.isTTY) {
+    throw new UsageError(
+      'send reads the stream from stdin or from a command, and stdin is a terminal: pipe data in (zfs send … | bucketpipe send URL) or give the command after --',
+    );
+  }
+  return { description: 'stdin', bytes: process.stdin, exit: Promise.resolve(), stop: () => process.stdin.destroy() };
+}

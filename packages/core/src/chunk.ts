@@ -1,0 +1,128 @@
+import { crc32 } from 'node:zlib';
+import { IntegrityError } from './errors.js';
+
+/**
+ * One chunk object = a zstd skippable frame carrying the header below, then one standard zstd
+ * frame (with content checksum) of the raw bytes. `cat chunks/* | zstd -d` therefore rebuilds the
+ * stream without bucketpipe. Byte layout in docs/FORMAT.md; all integers little-endian.
+ */
+export const CHUNK_FORMAT_VERSION = 1;
+export const SKIPPABLE_FRAME_MAGIC = 0x184d2a5b;
+export const HEADER_BODY_MAGIC = 0x4b435042; // "BPCK" read as little-endian u32
+export const HEADER_BODY_LENGTH = 120;
+/** Skippable frame magic (4) + frame size (4) + header body. */
+export const HEADER_FRAME_LENGTH = 8 + HEADER_BODY_LENGTH;
+
+export const Codec = { zstd: 1 } as const;
+export type CodecId = (typeof Codec)[keyof typeof Codec];
+
+export interface ChunkHeader {
+  version: number;
+  codec: CodecId;
+  flags: number;
+  /** 16 raw bytes of the stream's UUID. */
+  streamId: Uint8Array;
+  index: number;
+  rawLength: number;
+  payloadLength: number;
+  rawSha256: Uint8Array;
+  payloadSha256: Uint8Array;
+}
+
+const offsets = {
+  magic: 0,
+  version: 4,
+  codec: 6,
+  flags: 7,
+  streamId: 8,
+  index: 24,
+  rawLength: 32,
+  payloadLength: 40,
+  rawSha256: 48,
+  payloadSha256: 80,
+  reserved: 112,
+  crc: 116,
+} as const;
+
+/** Writes the header frame into `target[0, HEADER_FRAME_LENGTH)`. */
+export function writeChunkHeader(target: Uint8Array, header: Omit<ChunkHeader, 'version' | 'flags'>): void {
+  const view = new DataView(target.buffer, target.byteOffset, HEADER_FRAME_LENGTH);
+  view.setUint32(0, SKIPPABLE_FRAME_MAGIC, true);
+  view.setUint32(4, HEADER_BODY_LENGTH, true);
+  const body = target.subarray(8, HEADER_FRAME_LENGTH);
+  const b = new DataView(body.buffer, body.byteOffset, HEADER_BODY_LENGTH);
+  b.setUint32(offsets.magic, HEADER_BODY_MAGIC, true);
+  b.setUint16(offsets.version, CHUNK_FORMAT_VERSION, true);
+  b.setUint8(offsets.codec, header.codec);
+  b.setUint8(offsets.flags, 0);
+  body.set(header.streamId, offsets.streamId);
+  b.setBigUint64(offsets.index, BigInt(header.index), true);
+  b.setBigUint64(offsets.rawLength, BigInt(header.rawLength), true);
+  b.setBigUint64(offsets.payloadLength, BigInt(header.payloadLength), true);
+  body.set(header.rawSha256, offsets.rawSha256);
+  body.set(header.payloadSha256, offsets.payloadSha256);
+  b.setUint32(offsets.reserved, 0, true);
+  b.setUint32(offsets.crc, crc32(body.subarray(0, offsets.crc)), true);
+}
+
+/**
+ * Parses and checks the header frame of a whole chunk object and returns it with the payload
+ * (a view, not a copy). `key` only names the object in errors.
+ */
+export function readChunk(object: Uint8Array, key: string): { header: ChunkHeader; payload: Uint8Array } {
+  const corrupt = (what: string) =>
+    new IntegrityError('BP_CHUNK_CORRUPT', `chunk ${key} is corrupt: ${what}; nothing of it was written to the sink`);
+  if (object.length < HEADER_FRAME_LENGTH) throw corrupt(`only ${object.length} bytes, shorter than a chunk header`);
+  const view = new DataView(object.buffer, object.byteOffset, object.byteLength);
+  if (view.getUint32(0, true) !== SKIPPABLE_FRAME_MAGIC || view.getUint32(8, true) !== HEADER_BODY_MAGIC) {
+    throw corrupt('it does not start with a bucketpipe chunk header');
+  }
+  const frameLength = view.getUint32(4, true);
+  const version = view.getUint16(8 + offsets.version, true);
+  if (version > CHUNK_FORMAT_VERSION) {
+    throw new IntegrityError(
+      'BP_CHUNK_VERSION',
+      `chunk ${key} has format version ${version}, newer than this bucketpipe understands (${CHUNK_FORMAT_VERSION}): upgrade bucketpipe`,
+    );
+  }
+  if (frameLength !== HEADER_BODY_LENGTH) throw corrupt(`header frame is ${frameLength} bytes, expected ${HEADER_BODY_LENGTH}`);
+  const body = object.subarray(8, HEADER_FRAME_LENGTH);
+  if (crc32(body.subarray(0, offsets.crc)) !== view.getUint32(8 + offsets.crc, true)) throw corrupt('header checksum mismatch');
+  const at = (offset: number) => 8 + offset;
+  const codec = view.getUint8(at(offsets.codec));
+  if (codec !== Codec.zstd) throw corrupt(`unknown codec ${codec}`);
+  const header: ChunkHeader = {
+    version,
+    codec,
+    flags: view.getUint8(at(offsets.flags)),
+    streamId: body.subarray(offsets.streamId, offsets.streamId + 16),
+    index: Number(view.getBigUint64(at(offsets.index), true)),
+    rawLength: Number(view.getBigUint64(at(offsets.rawLength), true)),
+    payloadLength: Number(view.getBigUint64(at(offsets.payloadLength), true)),
+    rawSha256: body.subarray(offsets.rawSha256, offsets.rawSha256 + 32),
+    payloadSha256: body.subarray(offsets.payloadSha256, offsets.payloadSha256 + 32),
+  };
+  if (header.flags !== 0) throw corrupt(`unsupported flags 0x${header.flags.toString(16)}`);
+  const actualPayload = object.length - HEADER_FRAME_LENGTH;
+  if (actualPayload !== header.payloadLength) {
+    throw corrupt(
+      actualPayload < header.payloadLength
+        ? `truncated: payload is ${actualPayload} bytes, header says ${header.payloadLength}`
+        : `payload is ${actualPayload} bytes, header says ${header.payloadLength}`,
+    );
+  }
+  return { header, payload: object.subarray(HEADER_FRAME_LENGTH) };
+}
+
+/** Key of chunk `index`: 12 zero-padded digits so that lexical order is numeric order. */
+export function chunkKey(index: number): string {
+  if (!Number.isSafeInteger(index) || index < 0 || index > 999_999_999_999) throw new RangeError(`chunk index out of range: ${index}`);
+  return `chunks/${String(index).padStart(12, '0')}`;
+}
+
+export const CHUNKS_PREFIX = 'chunks/';
+
+export function parseChunkKey(key: string): number | null {
+  const match = /^chunks\/(\d{12})$/.exec(key);
+  return match ? Number(match[1]) : null;
+}

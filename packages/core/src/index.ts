@@ -1,0 +1,17 @@
+export * from './abort.js';
+export * from './chunk.js';
+export { chunkObjectBound } from './codec.js';
+export { CodecPool } from './codec-pool.js';
+export * from './errors.js';
+export * from './limits.js';
+export * from './location.js';
+export * from './manifest.js';
+export * from './receiver.js';
+export * from './receiver-cursor.js';
+export * from './retry.js';
+export * from './sender.js';
+export type { Sink } from './sink.js';
+export { SlabPool } from './slab-pool.js';
+export * from './store.js';
+export * from './stream-id.js';
+export * from './units.js';

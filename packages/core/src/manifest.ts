@@ -1,0 +1,159 @@
+import { StreamConflictError } from './errors.js';
+import { isRecord } from './json.js';
+import { isPreconditionFailure, type ObjectStore } from './store.js';
+import { isStreamId } from './stream-id.js';
+
+export const MANIFEST_KEY = 'manifest.json';
+export const MANIFEST_FORMAT = 'bucketpipe.manifest';
+export const MANIFEST_VERSION = 1;
+
+export type StreamState = 'sending' | 'complete' | 'aborted';
+
+export interface SenderInfo {
+  id: string;
+  host: string;
+  pid: number;
+  startedAt: string;
+  heartbeatAt: string;
+}
+
+export interface FinalSummary {
+  chunks: number;
+  rawBytes: number;
+  /** SHA-256 of the whole raw stream, hex. */
+  sha256: string;
+}
+
+/** The stream's single mutable object. Its size does not depend on the number of chunks. */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  version: typeof MANIFEST_VERSION;
+  streamId: string;
+  createdAt: string;
+  updatedAt: string;
+  chunkSize: number;
+  codec: 'zstd';
+  level: number;
+  state: StreamState;
+  /** Every chunk with an index below this exists in the store. */
+  watermark: number;
+  /** Raw and stored bytes of the chunks below the watermark. */
+  rawBytes: number;
+  storedBytes: number;
+  sender: SenderInfo;
+  abortReason?: string;
+  final?: FinalSummary;
+}
+
+export interface VersionedManifest {
+  manifest: Manifest;
+  etag: string;
+}
+
+export async function readManifest(store: ObjectStore): Promise<VersionedManifest | null> {
+  const object = await store.get(MANIFEST_KEY);
+  if (!object) return null;
+  return { manifest: parseManifest(object.body, `${store.description}/${MANIFEST_KEY}`), etag: object.etag };
+}
+
+/** Creates the manifest; fails with BP_STREAM_EXISTS when the stream root already holds one. */
+export async function createManifest(store: ObjectStore, manifest: Manifest): Promise<string> {
+  try {
+    const { etag } = await store.put(MANIFEST_KEY, encodeManifest(manifest), { ifNoneMatch: true });
+    return etag;
+  } catch (error) {
+    if (!isPreconditionFailure(error)) throw error;
+    const existing = await readManifest(store);
+    throw new StreamConflictError('BP_STREAM_EXISTS', describeExisting(store, existing?.manifest), { cause: error });
+  }
+}
+
+/** Replaces the manifest only if it is still the version we last wrote. */
+export async function updateManifest(store: ObjectStore, manifest: Manifest, etag: string): Promise<string> {
+  try {
+    return (await store.put(MANIFEST_KEY, encodeManifest(manifest), { ifMatch: etag })).etag;
+  } catch (error) {
+    if (!isPreconditionFailure(error)) throw error;
+    throw new StreamConflictError(
+      'BP_MANIFEST_RACE',
+      `the manifest at ${store.description}/${MANIFEST_KEY} was changed by another process while this sender owned it: stop the other sender, then use a new stream URL`,
+      { cause: error },
+    );
+  }
+}
+
+function describeExisting(store: ObjectStore, existing: Manifest | undefined): string {
+  const where = store.description;
+  if (!existing) return `a stream already exists at ${where}: choose a new stream URL or delete the old stream`;
+  if (existing.state === 'sending') {
+    const age = Math.max(0, Math.round((Date.now() - Date.parse(existing.sender.heartbeatAt)) / 1000));
+    return `stream ${where} already has a sender (${existing.sender.id} on ${existing.sender.host}, heartbeat ${age}s ago): only one sender may write a stream; use a new stream URL`;
+  }
+  return `stream ${where} already exists and is ${existing.state}: choose a new stream URL or delete the old stream`;
+}
+
+export function encodeManifest(manifest: Manifest): Uint8Array {
+  return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/** Parses and validates; every problem is a one-line BP_MANIFEST_* error naming `where`. */
+export function parseManifest(bytes: Uint8Array, where: string): Manifest {
+  const malformed = (what: string) =>
+    new StreamConflictError(
+      'BP_MANIFEST_MALFORMED',
+      `manifest ${where} is malformed (${what}): it was not written by bucketpipe or is damaged`,
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    throw malformed('not valid JSON');
+  }
+  if (!isRecord(value)) throw malformed('not a JSON object');
+  if (value.format !== MANIFEST_FORMAT) throw malformed(`"format" is not "${MANIFEST_FORMAT}"`);
+  if (typeof value.version === 'number' && value.version > MANIFEST_VERSION) {
+    throw new StreamConflictError(
+      'BP_MANIFEST_VERSION',
+      `manifest ${where} has format version ${value.version}, newer than this bucketpipe understands (${MANIFEST_VERSION}): upgrade bucketpipe`,
+    );
+  }
+  const problems = manifestProblems(value);
+  if (problems.length > 0) throw malformed(problems.join('; '));
+  return value as unknown as Manifest;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isTime = (v: unknown): boolean => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+
+function manifestProblems(m: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const need = (ok: boolean, what: string) => {
+    if (!ok) problems.push(what);
+  };
+  need(m.version === MANIFEST_VERSION, `"version" must be ${MANIFEST_VERSION}`);
+  need(isStreamId(m.streamId), '"streamId" must be a UUID');
+  need(isTime(m.createdAt) && isTime(m.updatedAt), '"createdAt"/"updatedAt" must be ISO times');
+  need(isCount(m.chunkSize) && (m.chunkSize as number) > 0, '"chunkSize" must be a positive integer');
+  need(m.codec === 'zstd', '"codec" must be "zstd"');
+  need(Number.isInteger(m.level), '"level" must be an integer');
+  need(m.state === 'sending' || m.state === 'complete' || m.state === 'aborted', '"state" must be sending, complete or aborted');
+  need(isCount(m.watermark), '"watermark" must be a non-negative integer');
+  need(isCount(m.rawBytes) && isCount(m.storedBytes), '"rawBytes"/"storedBytes" must be non-negative integers');
+  const sender = m.sender;
+  need(
+    isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isTime(sender.heartbeatAt),
+    '"sender" must have id, host and heartbeatAt',
+  );
+  if (m.state === 'complete') {
+    const final = m.final;
+    const ok =
+      isRecord(final) &&
+      isCount(final.chunks) &&
+      isCount(final.rawBytes) &&
+      typeof final.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(final.sha256);
+    need(ok, 'a complete manifest needs "final" with chunks, rawBytes and sha256');
+    if (ok && isCount(m.watermark)) need(m.watermark === final.chunks, '"watermark" must equal "final.chunks" when complete');
+  }
+  return problems;
+}

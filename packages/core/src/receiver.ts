@@ -1,0 +1,291 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pLimit from 'p-limit';
+import { Notifier, raceAbort } from './abort.js';
+import { chunkKey } from './chunk.js';
+import { chunkObjectBound } from './codec.js';
+import type { DecodeResult } from './codec-jobs.js';
+import { CodecPool } from './codec-pool.js';
+import { CursorPublisher } from './cursor-publisher.js';
+import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
+import { DEFAULT_BUFFER_BYTES } from './limits.js';
+import { MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
+import { type RetryPolicy, withRetry } from './retry.js';
+import type { Sink } from './sink.js';
+import { SlabPool } from './slab-pool.js';
+import type { ObjectStore } from './store.js';
+import { streamIdToBytes } from './stream-id.js';
+
+export interface ReceiveOptions {
+  store: ObjectStore;
+  sink: Sink;
+  /** Downloads in flight at most. */
+  concurrency: number;
+  /** Bytes of chunk memory at most (downloaded objects and decoded chunks waiting for the sink). */
+  bufferBytes?: number;
+  pollIntervalMs: number;
+  receiverId: string;
+  codec?: CodecPool;
+  retry?: RetryPolicy;
+  signal?: AbortSignal;
+  onProgress?: (progress: ReceiveProgress) => void;
+  /** Called when the receiver starts or stops waiting for something outside its control. */
+  onWaiting?: (what: string | null) => void;
+  /** Problems that do not stop the transfer (e.g. the position cannot be published). */
+  onWarning?: (message: string) => void;
+}
+
+export interface ReceiveProgress {
+  streamId: string;
+  chunksWritten: number;
+  rawBytesWritten: number;
+  /** The sender's watermark as last seen. */
+  watermark: number;
+  state: Manifest['state'];
+  downloadsInFlight: number;
+}
+
+export interface ReceiveSummary {
+  streamId: string;
+  chunks: number;
+  rawBytes: number;
+  sha256: string;
+  seconds: number;
+}
+
+/** How often a missing chunk below the watermark is looked for again before it counts as lost. */
+const missingChunkRetries = { attempts: 4, firstDelayMs: 250 };
+
+/**
+ * The receive pipeline: follow the manifest → download ahead in parallel → verify and decompress
+ * on all cores → write strictly in order into the sink, whose pace (backpressure) bounds how far
+ * ahead downloads run. No byte of a chunk reaches the sink before its header, payload checksum and
+ * raw checksum were verified; on any failure the sink is aborted before it sees end-of-input.
+ */
+export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> {
+  const { store, sink } = options;
+  const started = performance.now();
+  const codec = options.codec ?? new CodecPool();
+  const cursor = new CursorPublisher(store, options.receiverId, {
+    intervalMs: Math.max(1000, options.pollIntervalMs),
+    onWarning: options.onWarning,
+  });
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const signal = abort.signal;
+  const sinkFailure = sink.failure;
+  sinkFailure.catch((error: unknown) => abort.abort(error));
+
+  try {
+    let manifest = await waitForManifest(store, options, signal);
+    const streamId = manifest.streamId;
+    const streamIdBytes = streamIdToBytes(streamId);
+    const chunkSize = manifest.chunkSize;
+    cursor.start({ streamId, position: 0, rawBytes: 0, state: 'receiving' });
+
+    const window = Math.max(2, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / (chunkSize + chunkObjectBound(chunkSize))));
+    const slabs = new SlabPool(chunkSize, window);
+    const downloads = pLimit(options.concurrency);
+    const fetches = new Map<number, Promise<DecodeResult>>();
+    const manifestChanged = new Notifier();
+    let nextFetch = 0;
+    let position = 0;
+    let rawBytesWritten = 0;
+    const wholeStream = createHash('sha256');
+
+    const report = () =>
+      options.onProgress?.({
+        streamId,
+        chunksWritten: position,
+        rawBytesWritten,
+        watermark: manifest.watermark,
+        state: manifest.state,
+        downloadsInFlight: downloads.activeCount,
+      });
+
+    const fetchChunk = async (index: number, slab: Uint8Array): Promise<DecodeResult> => {
+      const key = chunkKey(index);
+      const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
+      let raw = slab;
+      for (let attempt = 1; ; attempt++) {
+        const object = await downloads(() => downloadChunk(store, key, manifest.watermark, options, signal));
+        try {
+          return await codec.decode({ object: ownBuffer(object), key, raw, streamId: streamIdBytes, index, rawLength: expectedLength });
+        } catch (error) {
+          // The slab went to the worker and is gone; get a fresh one of the same budget.
+          slabs.forget();
+          if (!(error instanceof IntegrityError) || attempt >= 2) throw error;
+          // Read a damaged chunk once more: a store or network hiccup should not stop a migration.
+          raw = slabs.tryAcquire() ?? (await slabs.acquire(signal));
+        }
+      }
+    };
+
+    const fill = () => {
+      while (nextFetch < manifest.watermark) {
+        const slab = slabs.tryAcquire();
+        if (!slab) return;
+        const fetch = fetchChunk(nextFetch, slab);
+        fetch.catch(() => {}); // surfaced in order by the writing loop
+        fetches.set(nextFetch, fetch);
+        nextFetch++;
+      }
+    };
+
+    const refresh = async () => {
+      const latest = await withRetry(() => readManifest(store), { policy: options.retry, signal });
+      if (!latest)
+        throw new StreamConflictError(
+          'BP_MANIFEST_GONE',
+          `the manifest of stream ${streamId} disappeared from ${store.description}: the stream was deleted while receiving`,
+        );
+      assertSameStream(manifest, latest.manifest, store);
+      if (latest.manifest.watermark < manifest.watermark) {
+        throw new IntegrityError(
+          'BP_WATERMARK_REGRESSED',
+          `the watermark of stream ${streamId} went back from ${manifest.watermark} to ${latest.manifest.watermark}: the manifest was altered`,
+        );
+      }
+      manifest = latest.manifest;
+      fill();
+      manifestChanged.notify();
+      report();
+    };
+
+    // Follows the manifest while the sender is still writing and we have caught up with it.
+    const poller = (async () => {
+      while (manifest.state === 'sending') {
+        await sleep(options.pollIntervalMs, undefined, { signal });
+        if (nextFetch >= manifest.watermark) await refresh();
+      }
+    })();
+    poller.catch((error: unknown) => abort.abort(error));
+
+    fill();
+    for (;;) {
+      while (position >= manifest.watermark) {
+        if (manifest.state === 'aborted') throw abortedError(manifest, store);
+        if (manifest.state === 'complete') break;
+        options.onWaiting?.(`the sender (chunk ${position} is not stored yet)`);
+        await raceAbort(manifestChanged.wait(), signal);
+      }
+      options.onWaiting?.(null);
+      if (position >= manifest.watermark) break;
+      const fetch = fetches.get(position);
+      if (!fetch) throw new Error(`bug: chunk ${position} was never fetched`);
+      const decoded = await raceAbort(fetch, signal);
+      fetches.delete(position);
+      if (decoded.rawLength < chunkSize) {
+        // Only the last chunk may be short: hold it until the sender has said it is the last one.
+        while (manifest.state === 'sending') await raceAbort(manifestChanged.wait(), signal);
+        if (manifest.state === 'aborted') throw abortedError(manifest, store);
+        if (!isLastKnown(manifest, position) || decoded.rawLength !== lastChunkLength(manifest)) {
+          throw new IntegrityError(
+            'BP_CHUNK_LENGTH',
+            `chunk ${chunkKey(position)} holds ${decoded.rawLength} bytes but is not the stream's last chunk; nothing of it was written to the sink`,
+          );
+        }
+      }
+      const bytes = decoded.raw.subarray(0, decoded.rawLength);
+      await raceAbort(sink.write(bytes), signal);
+      wholeStream.update(bytes);
+      slabs.release(decoded.raw);
+      position++;
+      rawBytesWritten += decoded.rawLength;
+      cursor.set({ position, rawBytes: rawBytesWritten });
+      fill();
+      report();
+    }
+
+    const final = manifest.final;
+    const sha256 = wholeStream.digest('hex');
+    if (!final || final.chunks !== position || final.rawBytes !== rawBytesWritten || final.sha256 !== sha256) {
+      throw new IntegrityError(
+        'BP_STREAM_CHECKSUM',
+        `stream ${streamId} does not match its manifest (received ${position} chunks, ${rawBytesWritten} bytes, sha256 ${sha256}; manifest says ${final?.chunks} chunks, ${final?.rawBytes} bytes, sha256 ${final?.sha256}): the sink was stopped before end-of-input`,
+      );
+    }
+    await raceAbort(sink.finish(), signal);
+    await cursor.finish({ state: 'done' });
+    return { streamId, chunks: position, rawBytes: rawBytesWritten, sha256, seconds: (performance.now() - started) / 1000 };
+  } catch (caught) {
+    const error = signal.aborted && signal.reason !== undefined ? signal.reason : caught;
+    abort.abort(error);
+    await sink.abort().catch(() => {});
+    await cursor.finish({ state: 'failed', error: error instanceof Error ? error.message : String(error) }).catch(() => {});
+    throw error;
+  } finally {
+    cursor.stop();
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    if (!options.codec) await codec.close();
+  }
+}
+
+async function waitForManifest(store: ObjectStore, options: ReceiveOptions, signal: AbortSignal): Promise<Manifest> {
+  for (;;) {
+    const found = await withRetry(() => readManifest(store), { policy: options.retry, signal });
+    if (found) {
+      options.onWaiting?.(null);
+      return found.manifest;
+    }
+    options.onWaiting?.(`the stream to start (no ${MANIFEST_KEY} at ${store.description} yet)`);
+    await sleep(options.pollIntervalMs, undefined, { signal });
+  }
+}
+
+async function downloadChunk(
+  store: ObjectStore,
+  key: string,
+  watermark: number,
+  options: ReceiveOptions,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  let delayMs = missingChunkRetries.firstDelayMs;
+  for (let attempt = 1; ; attempt++) {
+    const object = await withRetry(() => store.get(key, { signal }), { policy: options.retry, signal });
+    if (object) return object.body;
+    if (attempt >= missingChunkRetries.attempts) {
+      throw new IntegrityError(
+        'BP_CHUNK_MISSING',
+        `chunk ${key} is missing from ${store.description} although the manifest says every chunk below ${watermark} is stored: the stream is damaged; resend it to a new stream URL`,
+      );
+    }
+    await sleep(delayMs, undefined, { signal });
+    delayMs *= 2;
+  }
+}
+
+/** Worker transfer needs a buffer the object owns alone; copy when it is a view into a larger one. */
+function ownBuffer(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes;
+  const copy = new Uint8Array(new ArrayBuffer(bytes.byteLength));
+  copy.set(bytes);
+  return copy;
+}
+
+function isLastKnown(manifest: Manifest, index: number): boolean {
+  return manifest.state === 'complete' && manifest.final !== undefined && index === manifest.final.chunks - 1;
+}
+
+function lastChunkLength(manifest: Manifest): number {
+  const final = manifest.final;
+  if (!final || final.chunks === 0) return 0;
+  return final.rawBytes - (final.chunks - 1) * manifest.chunkSize;
+}
+
+function assertSameStream(known: Manifest, latest: Manifest, store: ObjectStore): void {
+  if (latest.streamId !== known.streamId || latest.chunkSize !== known.chunkSize) {
+    throw new StreamConflictError(
+      'BP_STREAM_REPLACED',
+      `the manifest at ${store.description} now belongs to stream ${latest.streamId}, not ${known.streamId}: the stream was replaced while receiving; start the receiver again for the new stream`,
+    );
+  }
+}
+
+function abortedError(manifest: Manifest, store: ObjectStore): SourceFailedError {
+  return new SourceFailedError(
+    'BP_STREAM_ABORTED',
+    `stream ${store.description} was aborted by its sender (${manifest.abortReason ?? 'no reason given'}); the sink was stopped before end-of-input`,
+  );
+}

@@ -1,0 +1,73 @@
+/**
+ * A fixed number of equal-size buffers, allocated on first use and reused: the sender's and
+ * receiver's memory is bounded by `maxSlabs * slabSize` by construction, independent of when the
+ * garbage collector runs. `acquire` waits (FIFO) while every slab is in use: that is backpressure.
+ */
+export class SlabPool {
+  readonly slabSize: number;
+  readonly maxSlabs: number;
+  #free: Uint8Array[] = [];
+  #allocated = 0;
+  #waiters: Array<{ resolve: (slab: Uint8Array) => void; reject: (error: unknown) => void }> = [];
+
+  constructor(slabSize: number, maxSlabs: number) {
+    if (!Number.isSafeInteger(slabSize) || slabSize <= 0) throw new TypeError(`slabSize must be a positive integer, got ${slabSize}`);
+    if (!Number.isSafeInteger(maxSlabs) || maxSlabs <= 0) throw new TypeError(`maxSlabs must be a positive integer, got ${maxSlabs}`);
+    this.slabSize = slabSize;
+    this.maxSlabs = maxSlabs;
+  }
+
+  get inUse(): number {
+    return this.#allocated - this.#free.length;
+  }
+
+  get available(): number {
+    return this.maxSlabs - this.inUse;
+  }
+
+  /** A slab now, or undefined when all are in use. */
+  tryAcquire(): Uint8Array | undefined {
+    const slab = this.#free.pop();
+    if (slab) return slab;
+    if (this.#allocated < this.maxSlabs) {
+      this.#allocated++;
+      // allocUnsafeSlow: an ArrayBuffer of its own, so it can be transferred to a worker.
+      return new Uint8Array(Buffer.allocUnsafeSlow(this.slabSize).buffer, 0, this.slabSize);
+    }
+    return undefined;
+  }
+
+  acquire(signal?: AbortSignal): Promise<Uint8Array> {
+    signal?.throwIfAborted();
+    const slab = this.tryAcquire();
+    if (slab) return Promise.resolve(slab);
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject };
+      this.#waiters.push(waiter);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const at = this.#waiters.indexOf(waiter);
+          if (at >= 0) this.#waiters.splice(at, 1);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /** Writes off a slab that will not come back (it was lost with a failed worker job). */
+  forget(): void {
+    if (this.inUse <= 0) throw new Error('forget() without a slab in use');
+    this.#allocated--;
+  }
+
+  /** Returns a slab (any view whose buffer is a slab of this pool). */
+  release(slab: Uint8Array): void {
+    if (slab.buffer.byteLength !== this.slabSize) throw new TypeError('released buffer is not a slab of this pool');
+    const whole = slab.byteOffset === 0 && slab.length === this.slabSize ? slab : new Uint8Array(slab.buffer, 0, this.slabSize);
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(whole);
+    else this.#free.push(whole);
+  }
+}

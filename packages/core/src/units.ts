@@ -1,0 +1,46 @@
+const byteUnits: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  kib: 1024,
+  m: 1000 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1000 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+  t: 1000 ** 4,
+  tb: 1000 ** 4,
+  tib: 1024 ** 4,
+};
+
+/**
+ * Parses a size the way operators type it: `16MiB`, `512M`, `1GiB`, `1.5G`, `4096`.
+ * Decimal units (k, M, MB, G…) are powers of 1000, binary ones (KiB, MiB, GiB…) of 1024.
+ * Returns null when the text is not a size.
+ */
+export function parseByteSize(text: string): number | null {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  if (!match) return null;
+  const unit = byteUnits[(match[2] ?? '').toLowerCase()];
+  if (unit === undefined) return null;
+  const bytes = Number(match[1]) * unit;
+  return Number.isSafeInteger(Math.round(bytes)) ? Math.round(bytes) : null;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+
+/** Megabytes (10^6 bytes) per second, as disks and networks are quoted. */
+export function formatRate(bytes: number, seconds: number): string {
+  return `${seconds > 0 ? (bytes / 1e6 / seconds).toFixed(1) : '0.0'} MB/s`;
+}
