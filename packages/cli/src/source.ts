@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { SourceFailedError, UsageError } from '@bucketpipe/core';
+import { fstatSync } from 'node:fs';
+import { isatty } from 'node:tty';
+import { type ChunkReader, FdChunkReader, SourceFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
 
 export interface ByteSource {
   description: string;
-  bytes: AsyncIterable<Uint8Array>;
+  bytes: ChunkReader | AsyncIterable<Uint8Array>;
   /** Resolves when the producer finished successfully; rejects with SourceFailedError otherwise. */
   exit: Promise<void>;
   /** Stops the producer (the send failed or was interrupted). */

@@ -85,6 +85,7 @@ export function readChunk(object: Uint8Array, key: string): { header: ChunkHeade
       `chunk ${key} has format version ${version}, newer than this bucketpipe understands (${CHUNK_FORMAT_VERSION}): upgrade bucketpipe`,
     );
   }
+  if (version !== CHUNK_FORMAT_VERSION) throw corrupt(`format version ${version} is not a bucketpipe chunk version`);
   if (frameLength !== HEADER_BODY_LENGTH) throw corrupt(`header frame is ${frameLength} bytes, expected ${HEADER_BODY_LENGTH}`);
   const body = object.subarray(8, HEADER_FRAME_LENGTH);
   if (crc32(body.subarray(0, offsets.crc)) !== view.getUint32(8 + offsets.crc, true)) throw corrupt('header checksum mismatch');
@@ -96,12 +97,13 @@ export function readChunk(object: Uint8Array, key: string): { header: ChunkHeade
     codec,
     flags: view.getUint8(at(offsets.flags)),
     streamId: body.subarray(offsets.streamId, offsets.streamId + 16),
-    index: Number(view.getBigUint64(at(offsets.index), true)),
-    rawLength: Number(view.getBigUint64(at(offsets.rawLength), true)),
-    payloadLength: Number(view.getBigUint64(at(offsets.payloadLength), true)),
+    index: safeNumber(view.getBigUint64(at(offsets.index), true)),
+    rawLength: safeNumber(view.getBigUint64(at(offsets.rawLength), true)),
+    payloadLength: safeNumber(view.getBigUint64(at(offsets.payloadLength), true)),
     rawSha256: body.subarray(offsets.rawSha256, offsets.rawSha256 + 32),
     payloadSha256: body.subarray(offsets.payloadSha256, offsets.payloadSha256 + 32),
   };
+  if ([header.index, header.rawLength, header.payloadLength].some((n) => n < 0)) throw corrupt('a length or index is out of range');
   if (header.flags !== 0) throw corrupt(`unsupported flags 0x${header.flags.toString(16)}`);
   const actualPayload = object.length - HEADER_FRAME_LENGTH;
   if (actualPayload !== header.payloadLength) {
@@ -112,6 +114,11 @@ export function readChunk(object: Uint8Array, key: string): { header: ChunkHeade
     );
   }
   return { header, payload: object.subarray(HEADER_FRAME_LENGTH) };
+}
+
+/** u64 fields beyond 2^53 cannot be real; -1 makes the caller reject them. */
+function safeNumber(value: bigint): number {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : -1;
 }
 
 /** Key of chunk `index`: 12 zero-padded digits so that lexical order is numeric order. */

@@ -1,5 +1,6 @@
 export * from './abort.js';
 export * from './chunk.js';
+export * from './chunk-reader.js';
 export { chunkObjectBound } from './codec.js';
 export { CodecPool } from './codec-pool.js';
 export * from './errors.js';

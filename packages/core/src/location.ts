@@ -1,5 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UsageError } from './errors.js';
 import type { ObjectStore } from './store.js';
 
@@ -41,7 +41,7 @@ export function parseStreamUrl(text: string): StreamLocation {
       );
     }
     const path = resolve(trimmed);
-    return { scheme: 'file', path, href: `file://${path}` };
+    return { scheme: 'file', path, href: pathToFileURL(path).href };
   }
   if (scheme === 'file') {
     let path: string;
@@ -51,15 +51,21 @@ export function parseStreamUrl(text: string): StreamLocation {
       throw new UsageError(`invalid file URL ${JSON.stringify(text)} (${(error as Error).message}): use file:///absolute/path`, 'BP_URL');
     }
     const normalized = resolve(path);
-    return { scheme: 'file', path: normalized, href: `file://${normalized}` };
+    return { scheme: 'file', path: normalized, href: pathToFileURL(normalized).href };
   }
   const rest = trimmed.slice(scheme.length + 3);
   const slash = rest.indexOf('/');
   const bucket = slash === -1 ? rest : rest.slice(0, slash);
   const prefix = (slash === -1 ? '' : rest.slice(slash + 1)).replace(/^\/+|\/+$/g, '');
   if (bucket === '') throw new UsageError(`stream URL ${JSON.stringify(text)} names no bucket: use ${scheme}://bucket/prefix`, 'BP_URL');
-  if (prefix.split('/').some((segment) => segment === '.' || segment === '..')) {
-    throw new UsageError(`stream URL ${JSON.stringify(text)} contains "." or ".." segments: give the prefix literally`, 'BP_URL');
+  if (prefix !== '' && prefix.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')) {
+    throw new UsageError(`stream URL ${JSON.stringify(text)} has an empty, "." or ".." path segment: give the prefix literally`, 'BP_URL');
+  }
+  if (/[?#]/.test(rest)) {
+    throw new UsageError(
+      `stream URL ${JSON.stringify(text)} has a query or fragment (? or #): bucket URLs take none; pass options as flags`,
+      'BP_URL',
+    );
   }
   return { scheme, bucket, prefix, href: `${scheme}://${bucket}${prefix ? `/${prefix}` : ''}` };
 }

@@ -2,6 +2,15 @@ import { type Manifest, updateManifest } from './manifest.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import type { ObjectStore } from './store.js';
 
+export interface ManifestWriterOptions {
+  intervalMs: number;
+  heartbeatMs: number;
+  retry?: RetryPolicy;
+  /** Cancels writes in progress (the sender failed or was interrupted). */
+  signal?: AbortSignal;
+  onError: (error: unknown) => void;
+}
+
 /**
  * Owns the sender's manifest after creation: coalesces progress into at most one write per
  * interval, refreshes the heartbeat when idle, and serialises writes so that each one carries the
@@ -16,13 +25,9 @@ export class ManifestWriter {
   #lastWriteAt = Date.now();
   #writing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
-  #options: { intervalMs: number; heartbeatMs: number; retry?: RetryPolicy; onError: (error: unknown) => void };
+  #options: ManifestWriterOptions;
 
-  constructor(
-    store: ObjectStore,
-    created: { manifest: Manifest; etag: string },
-    options: { intervalMs: number; heartbeatMs: number; retry?: RetryPolicy; onError: (error: unknown) => void },
-  ) {
+  constructor(store: ObjectStore, created: { manifest: Manifest; etag: string }, options: ManifestWriterOptions) {
     this.#store = store;
     this.#manifest = created.manifest;
     this.#etag = created.etag;
@@ -49,7 +54,8 @@ export class ManifestWriter {
     clearInterval(this.#timer);
     await this.#writing?.catch(() => {});
     this.set(patch);
-    await this.#write();
+    // Not cancellable: the final state (complete, or aborted after a failure) must still be written.
+    await this.#write(undefined);
   }
 
   stop(): void {
@@ -60,18 +66,21 @@ export class ManifestWriter {
     if (this.#writing) return;
     const heartbeatDue = Date.now() - this.#lastWriteAt >= this.#options.heartbeatMs;
     if (this.#version === this.#writtenVersion && !heartbeatDue) return;
-    this.#writing = this.#write()
+    this.#writing = this.#write(this.#options.signal)
       .catch(this.#options.onError)
       .finally(() => {
         this.#writing = undefined;
       });
   }
 
-  async #write(): Promise<void> {
+  async #write(signal: AbortSignal | undefined): Promise<void> {
     const version = this.#version;
     const now = new Date().toISOString();
     const next: Manifest = { ...this.#manifest, updatedAt: now, sender: { ...this.#manifest.sender, heartbeatAt: now } };
-    this.#etag = await withRetry(() => updateManifest(this.#store, next, this.#etag), { policy: this.#options.retry });
+    this.#etag = await withRetry(() => updateManifest(this.#store, next, this.#etag), {
+      policy: this.#options.retry,
+      signal,
+    });
     this.#manifest = { ...this.#manifest, updatedAt: now, sender: next.sender };
     this.#writtenVersion = version;
     this.#lastWriteAt = Date.now();

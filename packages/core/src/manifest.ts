@@ -1,5 +1,6 @@
 import { StreamConflictError } from './errors.js';
 import { isRecord } from './json.js';
+import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { isPreconditionFailure, type ObjectStore } from './store.js';
 import { isStreamId } from './stream-id.js';
 
@@ -58,11 +59,14 @@ export async function readManifest(store: ObjectStore): Promise<VersionedManifes
 
 /** Creates the manifest; fails with BP_STREAM_EXISTS when the stream root already holds one. */
 export async function createManifest(store: ObjectStore, manifest: Manifest): Promise<string> {
+  const body = encodeManifest(manifest);
   try {
-    const { etag } = await store.put(MANIFEST_KEY, encodeManifest(manifest), { ifNoneMatch: true });
+    const { etag } = await store.put(MANIFEST_KEY, body, { ifNoneMatch: true });
     return etag;
   } catch (error) {
     if (!isPreconditionFailure(error)) throw error;
+    const landed = await ownWriteLanded(store, body);
+    if (landed !== undefined) return landed;
     const existing = await readManifest(store);
     throw new StreamConflictError('BP_STREAM_EXISTS', describeExisting(store, existing?.manifest), { cause: error });
   }
@@ -70,16 +74,30 @@ export async function createManifest(store: ObjectStore, manifest: Manifest): Pr
 
 /** Replaces the manifest only if it is still the version we last wrote. */
 export async function updateManifest(store: ObjectStore, manifest: Manifest, etag: string): Promise<string> {
+  const body = encodeManifest(manifest);
   try {
-    return (await store.put(MANIFEST_KEY, encodeManifest(manifest), { ifMatch: etag })).etag;
+    return (await store.put(MANIFEST_KEY, body, { ifMatch: etag })).etag;
   } catch (error) {
     if (!isPreconditionFailure(error)) throw error;
+    const landed = await ownWriteLanded(store, body);
+    if (landed !== undefined) return landed;
     throw new StreamConflictError(
       'BP_MANIFEST_RACE',
       `the manifest at ${store.description}/${MANIFEST_KEY} was changed by another process while this sender owned it: stop the other sender, then use a new stream URL`,
       { cause: error },
     );
   }
+}
+
+/**
+ * A retried conditional write is refused when its first attempt landed but the response was lost
+ * (a reset connection): then the manifest holds exactly our bytes (stream id, sender and time make
+ * them unique), and its ETag is the one we were after. Returns undefined in every other case.
+ */
+async function ownWriteLanded(store: ObjectStore, body: Uint8Array): Promise<string | undefined> {
+  const current = await store.get(MANIFEST_KEY).catch(() => null);
+  const same = current && Buffer.from(current.body.buffer, current.body.byteOffset, current.body.byteLength).equals(body);
+  return same ? current.etag : undefined;
 }
 
 function describeExisting(store: ObjectStore, existing: Manifest | undefined): string {
@@ -111,7 +129,7 @@ export function parseManifest(bytes: Uint8Array, where: string): Manifest {
   }
   if (!isRecord(value)) throw malformed('not a JSON object');
   if (value.format !== MANIFEST_FORMAT) throw malformed(`"format" is not "${MANIFEST_FORMAT}"`);
-  if (typeof value.version === 'number' && value.version > MANIFEST_VERSION) {
+  if (Number.isInteger(value.version) && (value.version as number) > MANIFEST_VERSION) {
     throw new StreamConflictError(
       'BP_MANIFEST_VERSION',
       `manifest ${where} has format version ${value.version}, newer than this bucketpipe understands (${MANIFEST_VERSION}): upgrade bucketpipe`,
@@ -123,7 +141,8 @@ export function parseManifest(bytes: Uint8Array, where: string): Manifest {
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const isTime = (v: unknown): boolean => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+const isTime = (v: unknown): boolean => typeof v === 'string' && isoTime.test(v) && !Number.isNaN(Date.parse(v));
 
 function manifestProblems(m: Record<string, unknown>): string[] {
   const problems: string[] = [];
@@ -133,9 +152,12 @@ function manifestProblems(m: Record<string, unknown>): string[] {
   need(m.version === MANIFEST_VERSION, `"version" must be ${MANIFEST_VERSION}`);
   need(isStreamId(m.streamId), '"streamId" must be a UUID');
   need(isTime(m.createdAt) && isTime(m.updatedAt), '"createdAt"/"updatedAt" must be ISO times');
-  need(isCount(m.chunkSize) && (m.chunkSize as number) > 0, '"chunkSize" must be a positive integer');
+  need(isValidChunkSize(m.chunkSize as number), '"chunkSize" must be an integer from 64 KiB to 1 GiB');
   need(m.codec === 'zstd', '"codec" must be "zstd"');
-  need(Number.isInteger(m.level), '"level" must be an integer');
+  need(
+    Number.isInteger(m.level) && (m.level as number) >= MIN_LEVEL && (m.level as number) <= MAX_LEVEL,
+    `"level" must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}`,
+  );
   need(m.state === 'sending' || m.state === 'complete' || m.state === 'aborted', '"state" must be sending, complete or aborted');
   need(isCount(m.watermark), '"watermark" must be a non-negative integer');
   need(isCount(m.rawBytes) && isCount(m.storedBytes), '"rawBytes"/"storedBytes" must be non-negative integers');
@@ -144,6 +166,8 @@ function manifestProblems(m: Record<string, unknown>): string[] {
     isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isTime(sender.heartbeatAt),
     '"sender" must have id, host and heartbeatAt',
   );
+  need(m.abortReason === undefined || typeof m.abortReason === 'string', '"abortReason" must be a string');
+  need(m.final === undefined || m.state === 'complete', '"final" belongs only to a complete manifest');
   if (m.state === 'complete') {
     const final = m.final;
     const ok =
@@ -154,6 +178,13 @@ function manifestProblems(m: Record<string, unknown>): string[] {
       /^[0-9a-f]{64}$/.test(final.sha256);
     need(ok, 'a complete manifest needs "final" with chunks, rawBytes and sha256');
     if (ok && isCount(m.watermark)) need(m.watermark === final.chunks, '"watermark" must equal "final.chunks" when complete');
+    if (ok) need(m.rawBytes === final.rawBytes, '"rawBytes" must equal "final.rawBytes" when complete');
+    if (ok && isValidChunkSize(m.chunkSize as number)) {
+      const size = m.chunkSize as number;
+      const { chunks, rawBytes } = final as unknown as FinalSummary;
+      const fits = chunks === 0 ? rawBytes === 0 : rawBytes > (chunks - 1) * size && rawBytes <= chunks * size;
+      need(fits, '"final.rawBytes" does not fit "final.chunks" chunks of "chunkSize"');
+    }
   }
   return problems;
 }

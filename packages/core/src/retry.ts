@@ -28,7 +28,10 @@ export async function withRetry<T>(
       const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
       const delayMs = Math.round(Math.random() * ceiling);
       options.onRetry?.(error, attempt, delayMs);
-      await sleep(delayMs, undefined, { signal: options.signal });
+      await sleep(delayMs, undefined, { signal: options.signal }).catch((sleepError: unknown) => {
+        // Abort during the backoff rejects like an abort before an attempt: with the signal's reason.
+        throw options.signal?.aborted ? options.signal.reason : sleepError;
+      });
     }
   }
 }

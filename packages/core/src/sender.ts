@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import pLimit from 'p-limit';
 import { chunkKey } from './chunk.js';
-import { ChunkFiller } from './chunk-filler.js';
+import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
 import { UsageError } from './errors.js';
-import { assertChunkSize, MAX_LEVEL, MIN_LEVEL, minimumBuffer, senderSlabs } from './limits.js';
+import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { createManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { ManifestWriter } from './manifest-writer.js';
 import { type RetryPolicy, withRetry } from './retry.js';
@@ -18,7 +18,8 @@ import { Watermark } from './watermark.js';
 
 export interface SendOptions {
   store: ObjectStore;
-  source: AsyncIterable<Uint8Array>;
+  /** The stream to send: a ChunkReader, or any async iterable of bytes such as a Node stream. */
+  source: ChunkReader | AsyncIterable<Uint8Array>;
   /** Settles when whatever produces `source` has finished; rejects when it failed (non-zero exit). */
   sourceExit?: Promise<void>;
   chunkSize: number;
@@ -111,7 +112,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const uploads = pLimit(options.concurrency);
   const watermark = new Watermark();
   const inFlight = new Set<Promise<void>>();
-  const filler = new ChunkFiller(options.source);
+  const reader = isChunkReader(options.source) ? options.source : new IterableChunkReader(options.source);
   const wholeStream = createHash('sha256');
   let chunksRead = 0;
   let rawBytesRead = 0;
@@ -142,7 +143,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   try {
     for (let index = 0; ; index++) {
       const raw = await slabs.acquire(signal);
-      const rawLength = await filler.fill(raw, chunkSize, signal);
+      const rawLength = await reader.fill(raw, chunkSize, signal);
       if (rawLength === 0) {
         slabs.release(raw);
         break;
@@ -180,7 +181,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   } catch (error) {
     fail(error);
     await Promise.allSettled(inFlight);
-    await filler.close().catch(() => {});
+    await reader.close().catch(() => {});
     const reason = oneLine(firstError);
     await writer
       .finish({
@@ -197,6 +198,19 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     options.signal?.removeEventListener('abort', onOuterAbort);
     if (!options.codec) await codec.close();
   }
+}
+
+/**
+ * How many slabs a memory budget buys. A slab holds a raw chunk or its chunk object; a chunk needs
+ * two while it is compressed (raw in, object out) and one while it uploads.
+ */
+export function senderSlabs(bufferBytes: number, chunkSize: number): number {
+  return Math.floor(bufferBytes / chunkObjectBound(chunkSize));
+}
+
+/** The smallest --buffer that works with `chunkSize`: two slabs. */
+export function minimumBuffer(chunkSize: number): number {
+  return 2 * chunkObjectBound(chunkSize);
 }
 
 function validate(options: SendOptions): void {

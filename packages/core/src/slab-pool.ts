@@ -1,3 +1,10 @@
+interface Waiter {
+  resolve: (slab: Uint8Array) => void;
+  reject: (error: unknown) => void;
+  /** Detaches the abort listener once the waiter is settled. */
+  cleanup: () => void;
+}
+
 /**
  * A fixed number of equal-size buffers, allocated on first use and reused: the sender's and
  * receiver's memory is bounded by `maxSlabs * slabSize` by construction, independent of when the
@@ -8,7 +15,7 @@ export class SlabPool {
   readonly maxSlabs: number;
   #free: Uint8Array[] = [];
   #allocated = 0;
-  #waiters: Array<{ resolve: (slab: Uint8Array) => void; reject: (error: unknown) => void }> = [];
+  #waiters: Waiter[] = [];
 
   constructor(slabSize: number, maxSlabs: number) {
     if (!Number.isSafeInteger(slabSize) || slabSize <= 0) throw new TypeError(`slabSize must be a positive integer, got ${slabSize}`);
@@ -25,49 +32,60 @@ export class SlabPool {
     return this.maxSlabs - this.inUse;
   }
 
-  /** A slab now, or undefined when all are in use. */
+  /** A slab now, or undefined when all are in use or others are already waiting (FIFO). */
   tryAcquire(): Uint8Array | undefined {
-    const slab = this.#free.pop();
-    if (slab) return slab;
-    if (this.#allocated < this.maxSlabs) {
-      this.#allocated++;
-      // allocUnsafeSlow: an ArrayBuffer of its own, so it can be transferred to a worker.
-      return new Uint8Array(Buffer.allocUnsafeSlow(this.slabSize).buffer, 0, this.slabSize);
-    }
-    return undefined;
+    return this.#waiters.length > 0 ? undefined : this.#take();
   }
 
   acquire(signal?: AbortSignal): Promise<Uint8Array> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const slab = this.tryAcquire();
     if (slab) return Promise.resolve(slab);
     return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject };
+      const onAbort = () => {
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = { resolve, reject, cleanup: () => signal?.removeEventListener('abort', onAbort) };
       this.#waiters.push(waiter);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const at = this.#waiters.indexOf(waiter);
-          if (at >= 0) this.#waiters.splice(at, 1);
-          reject(signal.reason);
-        },
-        { once: true },
-      );
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
-  }
-
-  /** Writes off a slab that will not come back (it was lost with a failed worker job). */
-  forget(): void {
-    if (this.inUse <= 0) throw new Error('forget() without a slab in use');
-    this.#allocated--;
   }
 
   /** Returns a slab (any view whose buffer is a slab of this pool). */
   release(slab: Uint8Array): void {
     if (slab.buffer.byteLength !== this.slabSize) throw new TypeError('released buffer is not a slab of this pool');
     const whole = slab.byteOffset === 0 && slab.length === this.slabSize ? slab : new Uint8Array(slab.buffer, 0, this.slabSize);
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter.resolve(whole);
-    else this.#free.push(whole);
+    if (this.inUse <= 0 || this.#free.some((free) => free.buffer === whole.buffer)) {
+      throw new Error('slab released twice');
+    }
+    this.#free.push(whole);
+    this.#wakeWaiter();
+  }
+
+  /** Writes off a slab that will not come back (it was lost with a failed worker job). */
+  forget(): void {
+    if (this.inUse <= 0) throw new Error('forget() without a slab in use');
+    this.#allocated--;
+    this.#wakeWaiter();
+  }
+
+  #take(): Uint8Array | undefined {
+    const slab = this.#free.pop();
+    if (slab) return slab;
+    if (this.#allocated >= this.maxSlabs) return undefined;
+    this.#allocated++;
+    // allocUnsafeSlow: an ArrayBuffer of its own, so that it can be transferred to a worker.
+    return new Uint8Array(Buffer.allocUnsafeSlow(this.slabSize).buffer, 0, this.slabSize);
+  }
+
+  #wakeWaiter(): void {
+    if (this.#waiters.length === 0) return;
+    const slab = this.#take();
+    if (!slab) return;
+    const waiter = this.#waiters.shift() as Waiter;
+    waiter.cleanup();
+    waiter.resolve(slab);
   }
 }

@@ -25,19 +25,21 @@ export function parseByteSize(text: string): number | null {
   if (!match) return null;
   const unit = byteUnits[(match[2] ?? '').toLowerCase()];
   if (unit === undefined) return null;
-  const bytes = Number(match[1]) * unit;
-  return Number.isSafeInteger(Math.round(bytes)) ? Math.round(bytes) : null;
+  if (unit === 1 && !Number.isInteger(Number(match[1]))) return null;
+  const bytes = Math.round(Number(match[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : null;
 }
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let value = bytes;
   let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+  // Pick the unit after rounding, so 1048575 B reads "1.00 MiB", not "1024.0 KiB".
+  while (unit < units.length - 1 && Math.abs(Number(value.toFixed(value < 10 ? 2 : 1))) >= 1024) {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(Math.abs(value) < 10 ? 2 : 1)} ${units[unit]}`;
 }
 
 /** Megabytes (10^6 bytes) per second, as disks and networks are quoted. */

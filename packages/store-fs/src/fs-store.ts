@@ -102,11 +102,12 @@ export class FsStore implements ObjectStore {
     try {
       handle = await open(path, 'r');
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return null;
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return null; // ENOTDIR: a shorter key is an object, so this one is absent
       throw toStoreError(error, 'read', path, key);
     }
     try {
       const info = await handle.stat();
+      if (!info.isFile()) return null; // a directory holding longer keys, not an object (as head() says)
       const start = Math.min(options.range?.start ?? 0, info.size);
       const end = Math.min(options.range?.end ?? info.size, info.size);
       const length = Math.max(0, end - start);
@@ -132,7 +133,7 @@ export class FsStore implements ObjectStore {
       const info = await stat(path);
       return info.isFile() ? { size: info.size, etag: etagOf(info) } : null;
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return null;
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return null;
       throw toStoreError(error, 'read', path, key);
     }
   }

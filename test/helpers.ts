@@ -1,0 +1,132 @@
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const cliPath = join(repoRoot, 'packages/cli/dist/bin.js');
+export const fixtures = join(repoRoot, 'test/fixtures');
+export const MiB = 1024 * 1024;
+
+export interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  stdout: string;
+}
+
+export interface Running {
+  child: ChildProcess;
+  /** stderr so far. */
+  stderr(): string;
+  done: Promise<Finished>;
+}
+
+/** Starts the real CLI as its own process, the way a user runs it. */
+export function bucketpipe(args: string[], options: SpawnOptions & { stdoutFile?: number } = {}): Running {
+  const { stdoutFile, ...spawnOptions } = options;
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    stdio: ['ignore', stdoutFile ?? 'pipe', 'pipe'],
+    ...spawnOptions,
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text;
+  });
+  const done = new Promise<Finished>((resolveDone) => {
+    child.on('close', (code, signal) => resolveDone({ code, signal, stderr, stdout }));
+  });
+  return { child, stderr: () => stderr, done };
+}
+
+/** Runs the CLI to completion. */
+export function run(args: string[], options: SpawnOptions & { stdoutFile?: number } = {}): Promise<Finished> {
+  return bucketpipe(args, options).done;
+}
+
+/** Opens a file for a child's stdout; the caller closes it. */
+export async function outputFile(path: string): Promise<{ fd: number; close: () => Promise<void> }> {
+  const handle = await open(path, 'w');
+  return { fd: handle.fd, close: () => handle.close() };
+}
+
+export async function tempDir(label: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `bucketpipe-${label}-`));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Writes `bytes` of the mixed test stream (fixtures/mixed-source.mjs) to `path`; returns its SHA-256. */
+export async function writeMixedStream(path: string, bytes: number, seed = 1): Promise<string> {
+  const out = await open(path, 'w');
+  try {
+    await new Promise<void>((resolveDone, reject) => {
+      const child = spawn(process.execPath, [join(fixtures, 'mixed-source.mjs'), String(bytes), String(seed)], {
+        stdio: ['ignore', out.fd, 'inherit'],
+      });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolveDone() : reject(new Error(`mixed-source exited with ${code}`))));
+    });
+  } finally {
+    await out.close();
+  }
+  return sha256File(path);
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function readJson(path: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+}
+
+/** Polls until `check` returns a value or the time runs out. */
+export async function waitFor<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Peak resident set size (VmHWM) of a running process, in bytes; undefined once it has exited. */
+export async function peakRss(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The JSON summary line the CLI prints on stderr at the end of a transfer. */
+export function summaryOf(stderr: string): Record<string, unknown> {
+  const line = stderr
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{"event":"summary"'));
+  if (!line) throw new Error(`no summary line in stderr:\n${stderr}`);
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+/** The last "bucketpipe: error: …" line. */
+export function errorLine(stderr: string): string {
+  return (
+    stderr
+      .split('\n')
+      .reverse()
+      .find((l) => l.startsWith('bucketpipe: error:')) ?? `(no error line; stderr was: ${stderr})`
+  );
+}

@@ -1,0 +1,132 @@
+import { execFile } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bucketpipe,
+  fixtures,
+  MiB,
+  outputFile,
+  readJson,
+  run,
+  sha256File,
+  summaryOf,
+  tempDir,
+  waitFor,
+  writeMixedStream,
+} from './helpers.js';
+
+const execFileAsync = promisify(execFile);
+const fast = ['--poll-interval', '200ms'];
+const fastSend = ['--chunk-size', '4MiB', '--manifest-interval', '200ms'];
+
+describe('send and receive through a directory, as separate processes', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let input: string;
+  let inputSha: string;
+
+  beforeAll(async () => {
+    work = await tempDir('e2e');
+    input = join(work.path, 'input.bin');
+    inputSha = await writeMixedStream(input, 256 * MiB);
+  });
+  afterAll(() => work.cleanup());
+
+  async function receiveInto(stream: string, name: string) {
+    const out = await outputFile(join(work.path, name));
+    const receiver = bucketpipe(['receive', stream, ...fast], { stdoutFile: out.fd });
+    return {
+      receiver,
+      path: join(work.path, name),
+      done: receiver.done.finally(() => out.close()),
+    };
+  }
+
+  it('moves 256 MiB byte-identical with sender and receiver started together', async () => {
+    const stream = join(work.path, 'together');
+    const { done: received, path } = await receiveInto(stream, 'together.out');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const result = await received;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await sha256File(path)).toBe(inputSha);
+    const sendSummary = summaryOf(sent.stderr);
+    expect(sendSummary).toMatchObject({ command: 'send', state: 'complete', rawBytes: 256 * MiB, chunks: 64, sha256: inputSha });
+    expect(summaryOf(result.stderr)).toMatchObject({ command: 'receive', rawBytes: 256 * MiB, sha256: inputSha });
+    expect(sendSummary.storedBytes as number).toBeLessThan(256 * MiB);
+
+    // The disaster-recovery path: no bucketpipe needed to rebuild the stream.
+    const { stdout } = await execFileAsync('sh', ['-c', `cat "${stream}"/chunks/* | zstd -d -q | sha256sum`], { maxBuffer: 1024 });
+    expect(stdout.split(' ')[0]).toBe(inputSha);
+  });
+
+  it('works with the receiver started first, waiting for the stream to appear', async () => {
+    const stream = join(work.path, 'receiver-first');
+    const { receiver, done: received, path } = await receiveInto(stream, 'receiver-first.out');
+    await waitFor(() => (receiver.stderr().includes('waiting for the stream to start') ? true : undefined), 20_000, 'receiver to wait');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const result = await received;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await sha256File(path)).toBe(inputSha);
+  });
+
+  it('works with the receiver started after the sender finished, and inspect tells where the stream stands', async () => {
+    const stream = join(work.path, 'receiver-after');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const manifest = await readJson(join(stream, 'manifest.json'));
+    expect(manifest).toMatchObject({ state: 'complete', watermark: 64, rawBytes: 256 * MiB, chunkSize: 4 * MiB });
+
+    const { done: received, path } = await receiveInto(stream, 'receiver-after.out');
+    const result = await received;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await sha256File(path)).toBe(inputSha);
+
+    const inspected = await run(['inspect', stream]);
+    expect(inspected.code, inspected.stderr).toBe(0);
+    expect(inspected.stdout).toMatch(/state\s+complete/);
+    expect(inspected.stdout).toMatch(/stored is \d+% of raw .*compression, not loss/);
+    expect(inspected.stdout).toMatch(/receiver \S+\s+done: chunk 64\/64/);
+    const asJson = JSON.parse((await run(['inspect', stream, '--json'])).stdout) as {
+      manifest: { streamId: string };
+      receivers: unknown[];
+    };
+    expect(asJson.manifest.streamId).toBe(manifest.streamId);
+    expect(asJson.receivers).toHaveLength(1);
+  });
+
+  it('is real time: the receiver writes data while a throttled sender is still running', async () => {
+    const stream = join(work.path, 'realtime');
+    const { done: received, path } = await receiveInto(stream, 'realtime.out');
+    // 4 MiB/s for 10 s through 1 MiB chunks.
+    const sender = bucketpipe([
+      'send',
+      stream,
+      '--chunk-size',
+      '1MiB',
+      '--manifest-interval',
+      '200ms',
+      '--',
+      process.execPath,
+      join(fixtures, 'throttled-source.mjs'),
+      String(4 * MiB),
+      String(40 * MiB),
+    ]);
+    let senderDone = false;
+    const sent = sender.done.finally(() => {
+      senderDone = true;
+    });
+    const firstBytesAt = await waitFor(
+      async () => ((await stat(path)).size > 0 ? { senderDone, size: (await stat(path)).size } : undefined),
+      30_000,
+      'first received bytes',
+    );
+    expect(firstBytesAt.senderDone).toBe(false);
+    expect((await sent).code).toBe(0);
+    const result = await received;
+    expect(result.code, result.stderr).toBe(0);
+    expect((await stat(path)).size).toBe(40 * MiB);
+  });
+});
