@@ -10,6 +10,7 @@ export class ProgressReporter {
   #line = '';
   #lastDraw = 0;
   #waitingFor: string | null = null;
+  #waitTimer: NodeJS.Timeout | undefined;
   #quiet: boolean;
 
   constructor(options: { quiet?: boolean } = {}) {
@@ -30,10 +31,22 @@ export class ProgressReporter {
     this.#draw(render(this.elapsedSeconds));
   }
 
+  /**
+   * Says what we are waiting for once the wait has lasted a moment, and again every half minute
+   * while it lasts: a receiver that keeps up with a live sender waits briefly for every chunk,
+   * and that should not print a line per chunk.
+   */
   waiting(what: string | null): void {
     if (what === this.#waitingFor) return;
     this.#waitingFor = what;
-    if (what !== null && !this.#quiet) this.message(`waiting for ${what}`);
+    clearInterval(this.#waitTimer);
+    this.#waitTimer = undefined;
+    if (what === null || this.#quiet) return;
+    const say = () => this.message(`waiting for ${what}`);
+    this.#waitTimer = setTimeout(() => {
+      say();
+      this.#waitTimer = setInterval(say, 30_000).unref();
+    }, 2000).unref();
   }
 
   message(text: string): void {
