@@ -37,7 +37,9 @@ describe('memory is bounded by --buffer, not by the stream', () => {
     const big = await sendMeasuringPeak(join(work.path, 'big'), ['--buffer', '64MiB', ...source]);
     expect(big.code, big.stderr).toBe(0);
     expect(summaryOf(big.stderr)).toMatchObject({ rawBytes: 1024 * MiB, state: 'complete' });
-    console.info(`peak RSS: empty stream ${(small.peak / MiB).toFixed(0)} MiB; 1 GiB with --buffer 64MiB ${(big.peak / MiB).toFixed(0)} MiB`);
+    console.info(
+      `peak RSS: empty stream ${(small.peak / MiB).toFixed(0)} MiB; 1 GiB with --buffer 64MiB ${(big.peak / MiB).toFixed(0)} MiB`,
+    );
     expect(big.peak).toBeGreaterThan(0);
     expect(big.peak).toBeLessThan(64 * MiB + FIXED_OVERHEAD);
   });

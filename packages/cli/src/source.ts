@@ -55,11 +55,14 @@ export async function commandSource(argv: string[]): Promise<ByteSource> {
   };
 }
 
+/** Our stdin, read with read(2) straight into chunk buffers when it is a pipe or a file. */
 export function stdinSource(): ByteSource {
-  if (process.stdin.isTTY) {
+  if (isatty(0)) {
     throw new UsageError(
       'send reads the stream from stdin or from a command, and stdin is a terminal: pipe data in (zfs send … | bucketpipe send URL) or give the command after --',
     );
   }
-  return { description: 'stdin', bytes: process.stdin, exit: Promise.resolve(), stop: () => process.stdin.destroy() };
+  const info = fstatSync(0);
+  const direct = info.isFIFO() || info.isFile();
+  return { description: 'stdin', bytes: direct ? new FdChunkReader(0) : process.stdin, exit: Promise.resolve(), stop: () => {} };
 }

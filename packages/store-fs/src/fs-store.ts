@@ -262,20 +262,31 @@ export class FsStore implements ObjectStore {
       }
       const info = await stat(lock).catch(() => undefined);
       if (info && Date.now() - info.mtimeMs > this.#staleLockMs) {
-        // Only one process wins the rename of a stale lock; the others retry the normal way.
-        const grave = `${lock}.stale-${randomUUID()}`;
-        if (
-          await rename(lock, grave).then(
-            () => true,
-            () => false,
-          )
-        )
-          await unlink(grave).catch(() => {});
+        await this.#breakStaleLock(lock, info.ino);
         continue;
       }
       if (Date.now() > deadline) throw new StoreError('transient', `timed out waiting for lock ${lock}`, { key });
       await sleep(delayMs);
     }
+  }
+
+  /**
+   * Removes a lock whose holder is presumed dead. Only one process wins the rename; if the file it
+   * moved is not the stale one it looked at (another breaker already replaced it with a fresh lock),
+   * it puts that lock back instead of deleting it.
+   */
+  async #breakStaleLock(lock: string, staleIno: number): Promise<void> {
+    const grave = `${lock}.stale-${randomUUID()}`;
+    if (
+      !(await rename(lock, grave).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
+    const moved = await stat(grave).catch(() => undefined);
+    if (moved && moved.ino !== staleIno) await link(grave, lock).catch(() => {});
+    await unlink(grave).catch(() => {});
   }
 
   async #syncDir(dir: string): Promise<void> {

@@ -1,0 +1,707 @@
+#!/usr/bin/env node
+// The throughput benchmark behind `npm run bench`: bucketpipe send | receive through a local
+// directory stream, against the pipeline it replaces (pbzip2 + mbuffer) and the native ceiling
+// (zstd | zstd -d). What each case measures and how to read the table: docs/PERFORMANCE.md.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'packages/cli/dist/bin.js');
+const BUILT_FILES = [CLI, join(ROOT, 'packages/core/dist/codec-worker.js'), join(ROOT, 'packages/store-fs/dist/index.js')];
+const MAKE_CORPUS = join(ROOT, 'bench/make-corpus.sh');
+const CORPUS_DIR = join(ROOT, 'bench/.corpus');
+const WORK_ROOT = join(ROOT, 'bench/.work');
+// A directory of this process's own: a second bench (or a failing one) must not delete ours.
+const WORK_DIR = join(WORK_ROOT, `run-${process.pid}`);
+const TIME = '/usr/bin/time';
+const MB = 1e6;
+const MiB = 2 ** 20;
+
+const USAGE = `usage: npm run bench [-- options]      (or: node bench/run.mjs [options])
+
+Measures MB/s (raw input bytes / wall time) and peak RSS of:
+  (a) bucketpipe send | bucketpipe receive > /dev/null through a local directory stream,
+      once with default options and once with send --no-fsync
+  (b) pbzip2 -c -p2 | mbuffer | mbuffer | pbzip2 -d -c > /dev/null   (the pipeline it replaces)
+  (c) zstd -1 -T0 -c | zstd -d -c > /dev/null                         (the native ceiling)
+
+options:
+  --corpus FILE     input file (default: $BUCKETPIPE_BENCH_CORPUS, else bench/.corpus/pgdata.tar,
+                    made by bench/make-corpus.sh on first use)
+  --rows N          rows of the generated PostgreSQL corpus (default 4500000, about 1 GiB)
+  --runs N          runs of (a) and (c) (default 3)
+  --seed-runs N     runs of (b) (default 1: pbzip2 does about 10 MB/s)
+  --stat S          median or best of the runs (default median)
+  --cases LIST      which cases to run, e.g. a,c (default a,b,c)
+  --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
+                    busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
+  -h, --help
+`;
+
+/** Child process groups still running, so that no exit path leaves one behind. */
+const live = new Set();
+
+class BenchError extends Error {}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    killAll();
+    removeWorkDir();
+    process.stderr.write(error instanceof BenchError ? `bench: error: ${error.message}\n` : `bench: internal error\n${error.stack}\n`);
+    process.exitCode = 1;
+  },
+);
+
+async function main() {
+  const options = parseOptions();
+  if (options.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(signal, () => {
+      process.stderr.write(`\nbench: ${signal}, stopping\n`);
+      killAll();
+      removeWorkDir();
+      process.exit(130);
+    });
+  }
+  assertCliBuilt();
+  warnAboutOtherBenches();
+  ensureTools(options.cases);
+  const corpus = await prepareCorpus(options);
+  const machine = machineFacts();
+
+  const results = await runCases(options, corpus);
+  printReport({ options, corpus, machine, results });
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options, prerequisites, corpus
+
+function parseOptions() {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: {
+        corpus: { type: 'string' },
+        rows: { type: 'string' },
+        runs: { type: 'string', default: '3' },
+        'seed-runs': { type: 'string', default: '1' },
+        stat: { type: 'string', default: 'median' },
+        cases: { type: 'string', default: 'a,b,c' },
+        settle: { type: 'string', default: '60' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (error) {
+    throw new BenchError(`${error.message} (see: node bench/run.mjs --help)`);
+  }
+  const settle = Number(parsed.settle);
+  if (!Number.isFinite(settle) || settle < 0) throw new BenchError(`--settle ${parsed.settle}: must be a number of seconds, 0 or more`);
+  const positive = (name) => {
+    const value = Number(parsed[name]);
+    if (!Number.isSafeInteger(value) || value < 1) throw new BenchError(`--${name} ${parsed[name]}: must be a positive whole number`);
+    return value;
+  };
+  if (!['median', 'best'].includes(parsed.stat)) throw new BenchError(`--stat ${parsed.stat}: use median or best`);
+  const cases = new Set(parsed.cases.split(',').map((c) => c.trim()));
+  for (const c of cases) if (!['a', 'b', 'c'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b and/or c`);
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: node runs this script, not turbo, so no turbo cache can go stale
+  const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
+  if (corpus !== undefined && parsed.rows !== undefined) {
+    throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
+  }
+  return {
+    help: parsed.help === true,
+    corpus: corpus === undefined || corpus === '' ? undefined : resolve(corpus),
+    rows: parsed.rows === undefined ? undefined : positive('rows'),
+    runs: positive('runs'),
+    seedRuns: positive('seed-runs'),
+    stat: parsed.stat,
+    cases,
+    settle,
+  };
+}
+
+function assertCliBuilt() {
+  const missing = BUILT_FILES.filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    throw new BenchError(
+      `the bucketpipe CLI is not built (missing ${missing.map((f) => f.slice(ROOT.length + 1)).join(', ')}): run "npm run build" (or "npx tsc -b") first, or use "npm run bench", which builds`,
+    );
+  }
+  const version = spawnSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' });
+  if (version.status !== 0) throw new BenchError(`"node ${CLI} --version" failed:\n${version.stderr}`);
+}
+
+function ensureTools(cases) {
+  const needed = [{ command: TIME, pkg: 'time' }];
+  if (cases.has('b')) needed.push({ command: 'pbzip2', pkg: 'pbzip2' }, { command: 'mbuffer', pkg: 'mbuffer' });
+  if (cases.has('c')) needed.push({ command: 'zstd', pkg: 'zstd' });
+  const missing = needed.filter(
+    ({ command }) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', command], { stdio: 'ignore' }).status !== 0,
+  );
+  if (missing.length === 0) return;
+  const packages = missing.map((tool) => tool.pkg);
+  if (process.getuid?.() !== 0) {
+    throw new BenchError(`missing tools: ${packages.join(' ')}; install them (apt-get install ${packages.join(' ')}) or run as root`);
+  }
+  process.stderr.write(`bench: installing missing tools with apt-get: ${packages.join(' ')}\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  // apt's stdout goes to our stderr: stdout is reserved for the report.
+  const stdio = ['ignore', 2, 2];
+  const apt = (...args) => spawnSync('apt-get', args, { stdio, env }).status === 0;
+  if (!(apt('update', '-qq') && apt('install', '-y', '-qq', ...packages))) {
+    throw new BenchError(`apt-get could not install ${packages.join(' ')}`);
+  }
+}
+
+async function prepareCorpus(options) {
+  let path = options.corpus;
+  if (path === undefined) {
+    path = join(CORPUS_DIR, options.rows === undefined ? 'pgdata.tar' : `pgdata-${options.rows}-rows.tar`);
+    if (!existsSync(path)) {
+      process.stderr.write(`bench: making the corpus ${path} (once; about a minute per GiB)\n`);
+      const args = [MAKE_CORPUS, path, ...(options.rows === undefined ? [] : [String(options.rows)])];
+      const made = spawnSync('bash', args, { stdio: ['ignore', 2, 2] });
+      if (made.status !== 0) throw new BenchError(`bench/make-corpus.sh failed (exit ${made.status ?? made.signal})`);
+    }
+  } else if (!existsSync(path)) {
+    throw new BenchError(`corpus ${path} does not exist`);
+  }
+  const info = statSync(path);
+  if (!info.isFile() || info.size === 0) throw new BenchError(`corpus ${path} is not a non-empty file`);
+  const bytes = info.size;
+  process.stderr.write(`bench: corpus ${path}: ${(bytes / MiB).toFixed(0)} MiB; hashing it (also warms the page cache)\n`);
+  const sha256 = await sha256OfStream(createReadStream(path));
+  const zstdBytes = await zstdSize(path);
+  return { path, bytes, sha256, zstdRatio: bytes / zstdBytes };
+}
+
+async function sha256OfStream(stream) {
+  const hash = createHash('sha256');
+  for await (const piece of stream) hash.update(piece);
+  return hash.digest('hex');
+}
+
+/** Size of the corpus under `zstd -1` (the whole stream as one frame): the reference ratio. */
+async function zstdSize(path) {
+  const proc = startProcess('zstd', ['-1', '-T0', '-c', path], { stdout: 'pipe', label: 'zstd -1 (ratio)' });
+  let size = 0;
+  for await (const piece of proc.child.stdout) size += piece.length;
+  await waitAll([proc]);
+  return size;
+}
+
+function machineFacts() {
+  const model = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  const fsType = spawnSync('df', ['--output=fstype', ROOT], { encoding: 'utf8' }).stdout.trim().split('\n').at(-1);
+  const zstdVersion = spawnSync('zstd', ['-V'], { encoding: 'utf8' })
+    .stdout?.trim()
+    .split(/[\s,]+/)
+    .find((w) => /^v\d/.test(w));
+  return {
+    cores: availableParallelism(),
+    model,
+    memoryGiB: totalmem() / 2 ** 30,
+    node: process.version,
+    kernel: release(),
+    fsType,
+    zstd: zstdVersion ?? 'n/a',
+    loadBefore: loadavg()[0],
+    code: codeVersion(),
+  };
+}
+
+/** The commit measured, and whether the work tree differed from it (other people edit packages/). */
+function codeVersion() {
+  const git = (...args) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
+  const head = git('rev-parse', '--short', 'HEAD');
+  if (head.status !== 0) return 'unknown (not a git checkout)';
+  const dirty = git('status', '--porcelain', '--', 'packages').stdout.trim() !== '';
+  return `${head.stdout.trim()}${dirty ? ' + uncommitted changes in packages/' : ''}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+
+function defineCases(options) {
+  const cases = [];
+  if (options.cases.has('a')) {
+    cases.push(bucketpipeCase('a', '(a) bucketpipe send | receive (defaults)', [], options.runs));
+    cases.push(bucketpipeCase('a-nofsync', '(a) bucketpipe send --no-fsync | receive', ['--no-fsync'], options.runs));
+  }
+  if (options.cases.has('b')) {
+    const mbuffer = ['mbuffer', '-q', '-s', '12M', '-m', '1G'];
+    const stages = [['pbzip2', '-c', '-p2'], mbuffer, mbuffer, ['pbzip2', '-d', '-c', '-p2']];
+    cases.push(pipelineCase('b', '(b) pbzip2 -p2 | mbuffer | mbuffer | pbzip2 -d', stages, options.seedRuns));
+  }
+  if (options.cases.has('c')) {
+    cases.push(
+      pipelineCase(
+        'c',
+        '(c) zstd -1 -T0 | zstd -d',
+        [
+          ['zstd', '-1', '-T0', '-c'],
+          ['zstd', '-d', '-c'],
+        ],
+        options.runs,
+      ),
+    );
+  }
+  return cases;
+}
+
+/**
+ * Runs the cases round-robin (run 1 of each, then run 2 of each, ...) so that slow drift of a
+ * noisy shared machine spreads over all cases instead of penalising whichever ran last.
+ */
+async function runCases(options, corpus) {
+  const cases = defineCases(options);
+  const results = new Map(cases.map((c) => [c.id, { case: c, runs: [] }]));
+  const rounds = Math.max(...cases.map((c) => c.runs));
+  for (let round = 1; round <= rounds; round++) {
+    for (const benchCase of cases) {
+      if (round > benchCase.runs) continue;
+      const dir = freshWorkDir(`${benchCase.id}-${round}`);
+      try {
+        if (options.settle > 0) await settle(options.settle);
+        process.stderr.write(`bench: ${benchCase.label}, run ${round}/${benchCase.runs} ... `);
+        const run = await benchCase.run(corpus, dir, { verifyWithSeparateReceive: round === 1 });
+        process.stderr.write(`${(corpus.bytes / MB / run.seconds).toFixed(1)} MB/s (${run.seconds.toFixed(2)} s)\n`);
+        results.get(benchCase.id).runs.push(run);
+      } catch (error) {
+        process.stderr.write('FAILED\n');
+        throw error;
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  }
+  removeWorkDir();
+  return [...results.values()];
+}
+
+/** Waits, at most `limitSeconds`, for a second in which the whole machine is nearly idle. */
+async function settle(limitSeconds) {
+  const started = performance.now();
+  for (;;) {
+    const before = machineCpu();
+    await sleep(1000);
+    const busyCores = machineCpuSince(before).busy;
+    const waited = (performance.now() - started) / 1000;
+    if (busyCores < 0.25) {
+      if (waited > 2) process.stderr.write(`bench: waited ${waited.toFixed(0)} s for the machine to quiet down\n`);
+      return;
+    }
+    if (waited >= limitSeconds) {
+      process.stderr.write(
+        `bench: the machine is still busy (${busyCores.toFixed(2)} cores) after ${waited.toFixed(0)} s; running anyway\n`,
+      );
+      return;
+    }
+  }
+}
+
+function bucketpipeCase(id, label, sendOptions, runs) {
+  return {
+    id,
+    label,
+    runs,
+    async run(corpus, dir, { verifyWithSeparateReceive }) {
+      const stream = join(dir, 'stream');
+      const input = openSync(corpus.path, 'r');
+      const devNull = openSync('/dev/null', 'w');
+      let procs;
+      try {
+        const cpuBefore = machineCpu();
+        const started = performance.now();
+        procs = [
+          startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...sendOptions], { stdin: input }),
+          startTimed(dir, 'receive', process.execPath, [CLI, 'receive', stream, '-q'], { stdout: devNull }),
+        ];
+        await waitAll(procs, timeoutFor(corpus));
+        const seconds = (Math.max(...procs.map((p) => p.endedAt)) - started) / 1000;
+        const machine = machineCpuSince(cpuBefore);
+        for (const p of procs) checkSummary(p, corpus);
+        if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, dir);
+        const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
+        return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
+      } finally {
+        closeSync(input);
+        closeSync(devNull);
+      }
+    },
+  };
+}
+
+/** The pipeline run by bash with pipefail; every stage is wrapped in GNU time for its RSS and CPU. */
+function pipelineCase(id, label, stages, runs) {
+  for (const word of stages.flat()) if (!/^[\w.-]+$/.test(word)) throw new Error(`bug: unquoted pipeline word ${word}`);
+  return {
+    id,
+    label,
+    runs,
+    async run(corpus, dir) {
+      const timeFiles = stages.map((_, i) => join(dir, `stage-${i}.time`));
+      // $1: the corpus, $2..: one GNU time output file per stage.
+      const script = stages
+        .map((argv, i) => `${TIME} -f '%M %U %S' -o "\${${i + 2}}" ${argv.join(' ')}${i === 0 ? ' < "$1"' : ''}`)
+        .join(' | ');
+      const cpuBefore = machineCpu();
+      const started = performance.now();
+      const proc = startProcess('bash', ['-o', 'pipefail', '-c', `${script} > /dev/null`, 'bench', corpus.path, ...timeFiles], {
+        label,
+      });
+      await waitAll([proc], timeoutFor(corpus));
+      const seconds = (proc.endedAt - started) / 1000;
+      const machine = machineCpuSince(cpuBefore);
+      const processes = Object.fromEntries(stages.map((argv, i) => [`${i + 1}:${argv[0]}`, parseTimeFile(timeFiles[i], label)]));
+      return { seconds, machine, processes };
+    },
+  };
+}
+
+/**
+ * An untimed, independent check: one more receive of the stream, into a file, hashed here and
+ * compared with the corpus. A file rather than a pipe into sha256sum because both pipe paths
+ * fail in the current CLI (docs/PERFORMANCE.md, "Problems found").
+ */
+async function verifyReceivedBytes(stream, corpus, dir) {
+  const file = join(dir, 'received');
+  const output = openSync(file, 'w');
+  try {
+    const proc = startProcess(process.execPath, [CLI, 'receive', stream, '-q'], { stdout: output, label: 'verifying receive' });
+    await waitAll([proc], timeoutFor(corpus));
+  } finally {
+    closeSync(output);
+  }
+  const sha256 = await sha256OfStream(createReadStream(file));
+  rmSync(file);
+  if (sha256 !== corpus.sha256) {
+    throw new BenchError(`received output does not match the corpus: sha256 ${sha256}, corpus ${corpus.sha256}`);
+  }
+}
+
+function checkSummary(proc, corpus) {
+  const summary = summaryOf(proc);
+  if (summary.rawBytes !== corpus.bytes || summary.sha256 !== corpus.sha256) {
+    throw new BenchError(
+      `${proc.label} reported ${summary.rawBytes} bytes, sha256 ${summary.sha256}; the corpus has ${corpus.bytes} bytes, sha256 ${corpus.sha256}`,
+    );
+  }
+}
+
+/** The JSON summary line that bucketpipe prints on stderr when it is done. */
+function summaryOf(proc) {
+  const line = proc.stderr
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{"event":"summary"'));
+  if (!line) throw new BenchError(`${proc.label} printed no summary line; its stderr:\n${proc.stderr}`);
+  return JSON.parse(line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** Generous: a stuck pipeline must not hang the bench forever, a slow one must not be cut. */
+function timeoutFor(corpus) {
+  return 120_000 + (corpus.bytes / (1 * MB)) * 1000;
+}
+
+/** Runs a command under GNU time (peak RSS and CPU of exactly that process, not of a shell). */
+function startTimed(dir, label, command, args, stdio) {
+  const timeFile = join(dir, `${label}.time`);
+  const proc = startProcess(TIME, ['-f', '%M %U %S', '-o', timeFile, command, ...args], { ...stdio, label });
+  proc.timeFile = timeFile;
+  return proc;
+}
+
+/**
+ * Starts a command in a process group of its own, so that it and everything it started can be
+ * killed together. stderr is collected (bucketpipe's summary line, error messages).
+ */
+function startProcess(command, args, { stdin = 'ignore', stdout = 'ignore', label }) {
+  const child = spawn(command, args, { stdio: [stdin, stdout, 'pipe'], detached: true });
+  const proc = { child, label: label ?? command, stderr: '', endedAt: undefined, exit: undefined };
+  live.add(proc);
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (text) => {
+    proc.stderr += text;
+  });
+  proc.exit = new Promise((resolvePromise) => {
+    child.once('error', (error) => resolvePromise({ code: null, signal: null, error }));
+    child.once('close', (code, signal) => resolvePromise({ code, signal }));
+  }).then((result) => {
+    proc.endedAt ??= performance.now();
+    live.delete(proc);
+    return result;
+  });
+  // The wall clock stops when the process exits, not when its stderr pipe is drained.
+  child.once('exit', () => {
+    proc.endedAt ??= performance.now();
+  });
+  return proc;
+}
+
+/** Waits for all; the first failure (or the timeout) kills the others and throws. */
+async function waitAll(procs, timeoutMs = 600_000) {
+  let timer;
+  const timedOut = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new BenchError(`${procs.map((p) => p.label).join(' + ')}: no result after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
+  const failed = procs.map((proc) =>
+    proc.exit.then(({ code, signal, error }) => {
+      if (code === 0) return;
+      const how = error
+        ? error.message
+        : code === null
+          ? `was killed by ${signal}`
+          : `exited with status ${code}${code > 128 ? ` (killed by signal ${code - 128}?)` : ''}`;
+      throw new BenchError(`${proc.label} ${how}${proc.stderr ? `; its stderr:\n${proc.stderr.trimEnd()}` : ''}`);
+    }),
+  );
+  try {
+    await Promise.race([Promise.all(failed), timedOut]);
+  } catch (error) {
+    for (const proc of procs) killGroup(proc);
+    await Promise.allSettled(procs.map((p) => p.exit));
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function killGroup(proc) {
+  if (proc.child.pid === undefined || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  try {
+    process.kill(-proc.child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+function killAll() {
+  for (const proc of live) killGroup(proc);
+}
+
+function readTimeFile(proc) {
+  return parseTimeFile(proc.timeFile, proc.label);
+}
+
+/** GNU time -f '%M %U %S': peak RSS in KiB, user and system CPU seconds (last line; earlier ones may be notes). */
+function parseTimeFile(file, label) {
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  const [rssKiB, user, system] = (lines.at(-1) ?? '').split(' ').map(Number);
+  if (![rssKiB, user, system].every(Number.isFinite)) throw new BenchError(`${label}: cannot read GNU time output ${file}`);
+  return { rssMiB: rssKiB / 1024, cpuSeconds: user + system, userSeconds: user, systemSeconds: system };
+}
+
+/**
+ * Busy and stolen CPU seconds of the whole machine (/proc/stat, in USER_HZ = 1/100 s). Compared
+ * with what our own processes used, it shows how much else ran during a run: on 2 cores, anything
+ * else running moves the numbers.
+ */
+function machineCpu() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = fields;
+  return { busy: (user + nice + system + irq + softirq) / 100, steal: (steal ?? 0) / 100 };
+}
+
+function machineCpuSince(before) {
+  const now = machineCpu();
+  return { busy: now.busy - before.busy, steal: now.steal - before.steal };
+}
+
+function freshWorkDir(name) {
+  const dir = join(WORK_DIR, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function removeWorkDir() {
+  rmSync(WORK_DIR, { recursive: true, force: true });
+  try {
+    rmdirSync(WORK_ROOT); // only when no other bench is using it
+  } catch {
+    // not empty or already gone
+  }
+}
+
+/** Two benches at once would each measure the other: say so (their work dirs are apart). */
+function warnAboutOtherBenches() {
+  let others = [];
+  try {
+    others = readdirSync(WORK_ROOT)
+      .map((name) => Number(/^run-(\d+)$/.exec(name)?.[1]))
+      .filter((pid) => Number.isInteger(pid) && pid !== process.pid && isAlive(pid));
+  } catch {
+    return;
+  }
+  if (others.length > 0) {
+    process.stderr.write(
+      `bench: warning: another bench is running (pid ${others.join(', ')}): both will measure less than the machine can do\n`,
+    );
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function printReport({ options, corpus, machine, results }) {
+  const out = [];
+  const statName = options.stat === 'best' ? 'best' : 'median';
+  const corpusName = corpus.path.startsWith(ROOT) ? corpus.path.slice(ROOT.length + 1) : corpus.path;
+  out.push('bucketpipe throughput benchmark');
+  out.push(`machine: ${machine.cores} cores (${machine.model}), ${machine.memoryGiB.toFixed(0)} GiB RAM, Linux ${machine.kernel}`);
+  out.push(`         node ${machine.node}, zstd ${machine.zstd}, work dir on ${machine.fsType}, code ${machine.code}`);
+  out.push(`         load average (1 min): ${machine.loadBefore.toFixed(2)} before the runs, ${loadavg()[0].toFixed(2)} after`);
+  out.push(
+    `corpus:  ${corpusName}: ${corpus.bytes} bytes (${(corpus.bytes / MiB).toFixed(0)} MiB), ` +
+      `zstd -1 ratio ${corpus.zstdRatio.toFixed(2)}x, sha256 ${corpus.sha256.slice(0, 16)}…`,
+  );
+  out.push(`MB/s:    corpus bytes / 10^6 / wall seconds from start until every process of the case exited;`);
+  out.push(`         the ${statName} of the runs, [min–max] over all runs`);
+  out.push(`CPU s:   user + sys of the case's processes in that run; others: CPU s used meanwhile by every`);
+  out.push(`         other process on the machine (this script included): a large value means a disturbed run`);
+  out.push('peak RSS: per process (a) or summed over the stages (b, c); the highest over the runs');
+  out.push('');
+
+  const rows = results.map((r) => summarize(r, corpus, options.stat));
+  const table = [['case', 'runs', `MB/s (${statName})`, '[min–max]', 'wall s', 'CPU s', 'others', 'peak RSS MiB']];
+  for (const row of rows) {
+    table.push([
+      row.label,
+      String(row.runs),
+      row.MBps.toFixed(1),
+      `[${row.minMBps.toFixed(1)}–${row.maxMBps.toFixed(1)}]`,
+      row.seconds.toFixed(2),
+      row.cpuSeconds.toFixed(1),
+      row.othersCpu.toFixed(1),
+      row.rss,
+    ]);
+  }
+  out.push(...formatTable(table));
+  out.push('');
+  out.push(`details (the ${statName} run of each case):`);
+  for (const row of rows) out.push(...row.details.map((line) => `  ${line}`));
+  out.push('');
+  out.push(...targetLines(rows));
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+function summarize(result, corpus, stat) {
+  const speeds = result.runs.map((run) => corpus.bytes / MB / run.seconds);
+  const chosen = pickRun(result.runs, speeds, stat);
+  const names = Object.keys(chosen.processes);
+  const peakRss = (name) => Math.max(...result.runs.map((run) => run.processes[name].rssMiB));
+  const rss = result.case.id.startsWith('a')
+    ? names.map((name) => `${name} ${peakRss(name).toFixed(0)}`).join(', ')
+    : `total ${names.reduce((sum, name) => sum + peakRss(name), 0).toFixed(0)}`;
+  const cpuSeconds = names.reduce((sum, name) => sum + chosen.processes[name].cpuSeconds, 0);
+  const othersCpu = Math.max(0, chosen.machine.busy - cpuSeconds);
+  const width = Math.max(...names.map((name) => name.length));
+  const steal = chosen.machine.steal > 0.05 ? `, ${chosen.machine.steal.toFixed(1)} s stolen by the hypervisor` : '';
+  const details = [
+    `${result.case.label}: ${(cpuSeconds / chosen.seconds).toFixed(2)} cores busy, others ${othersCpu.toFixed(1)} CPU s${steal}` +
+      (chosen.ratio ? `, stored ratio ${chosen.ratio}x` : ''),
+    ...names.map((name) => {
+      const p = chosen.processes[name];
+      const exited = p.exitSeconds === undefined ? '' : `, exited at ${p.exitSeconds.toFixed(2)} s`;
+      return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}`;
+    }),
+  ];
+  return {
+    id: result.case.id,
+    label: result.case.label,
+    runs: result.runs.length,
+    MBps: stat === 'best' ? Math.max(...speeds) : median(speeds),
+    minMBps: Math.min(...speeds),
+    maxMBps: Math.max(...speeds),
+    seconds: chosen.seconds,
+    cpuSeconds,
+    othersCpu,
+    rss,
+    details,
+  };
+}
+
+/** The run whose speed is the reported one (for an even count, the faster of the middle two). */
+function pickRun(runs, speeds, stat) {
+  const order = speeds.map((speed, i) => [speed, i]).sort((x, y) => x[0] - y[0]);
+  const at = stat === 'best' ? order.length - 1 : Math.floor(order.length / 2);
+  return runs[order[at][1]];
+}
+
+function median(values) {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function targetLines(rows) {
+  const seed = rows.find((r) => r.id === 'b');
+  const ceiling = rows.find((r) => r.id === 'c');
+  const lines = ['targets (from the issue): (a) ≥ 10× (b) and (a) ≥ 60% of (c)'];
+  const table = [];
+  for (const row of rows.filter((r) => r.id.startsWith('a'))) {
+    table.push(targetRow(row, seed, 10, `≥ 10× (b)`, (ratio) => `${ratio.toFixed(1)}×`));
+    table.push(targetRow(row, ceiling, 0.6, `≥ 60% of (c)`, (ratio) => `${(ratio * 100).toFixed(0)}%`));
+  }
+  if (table.length === 0) return [];
+  return [...lines, ...formatTable(table).map((line) => `  ${line}`)];
+}
+
+function targetRow(row, reference, factor, goal, describe) {
+  if (!reference) return [row.label, goal, 'n/a (case not run)', ''];
+  const needed = reference.MBps * factor;
+  const verdict = row.MBps >= needed ? 'PASS' : 'FAIL';
+  return [row.label, goal, `needs ${needed.toFixed(1)} MB/s, has ${row.MBps.toFixed(1)} (${describe(row.MBps / reference.MBps)})`, verdict];
+}
+
+function formatTable(rows) {
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((row) => row[col].length)));
+  return rows.map((row) =>
+    row
+      .map((cell, col) => (col === 0 || col === row.length - 1 ? cell.padEnd(widths[col]) : cell.padStart(widths[col])))
+      .join('  ')
+      .trimEnd(),
+  );
+}
