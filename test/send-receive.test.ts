@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bucketpipe,
+  cliPath,
   fixtures,
   MiB,
   outputFile,
@@ -95,6 +96,25 @@ describe('send and receive through a directory, as separate processes', () => {
     };
     expect(asJson.manifest.streamId).toBe(manifest.streamId);
     expect(asJson.receivers).toHaveLength(1);
+  });
+
+  it('writes into a shell pipe, also when the reader is slow or the pipe was made non-blocking, and into a sink command whose output is the result', async () => {
+    const stream = join(work.path, 'pipes');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const cli = `"${process.execPath}" "${cliPath}"`;
+    const shell = async (script: string) =>
+      (await execFileAsync('bash', ['-o', 'pipefail', '-c', script], { maxBuffer: 1024 * 1024 })).stdout;
+
+    // A pipe the shell made (blocking), read slowly so that the writer has to wait for room.
+    expect(await shell(`${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(new RegExp(`^${inputSha} `));
+    // A parent that switched the shared pipe to non-blocking mode (as any Node.js parent touching its stdout does).
+    const nonBlockingParent = `"${process.execPath}" -e 'process.stdout; const r = require("node:child_process").spawnSync(process.argv[1], process.argv.slice(2), { stdio: "inherit" }); process.exit(r.status ?? 1)'`;
+    expect(await shell(`${nonBlockingParent} ${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(new RegExp(`^${inputSha} `));
+    // A sink command that exits 0 right after end-of-input, printing its result.
+    const viaCommand = await run(['receive', stream, '-q', '--', 'sha256sum']);
+    expect(viaCommand.code, viaCommand.stderr).toBe(0);
+    expect(viaCommand.stdout).toMatch(new RegExp(`^${inputSha} `));
   });
 
   it('is real time: the receiver writes data while a throttled sender is still running', async () => {

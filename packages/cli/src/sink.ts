@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fstatSync, fsync, write } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { type Sink, SinkFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
@@ -37,13 +38,9 @@ export async function commandSink(argv: string[]): Promise<Sink> {
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const failure = exited.then(({ code, signal }) => {
-    if (aborting) return new Promise<never>(() => {});
-    throw new SinkFailedError(
-      'BP_SINK_FAILED',
-      finishing
-        ? `sink command "${description}" ${describeExit(code, signal)}`
-        : `sink command "${description}" ${describeExit(code, signal)} before the stream ended`,
-    );
+    // After finish() or abort() the exit status is theirs to judge: an exit 0 then is success.
+    if (aborting || finishing) return new Promise<never>(() => {});
+    throw new SinkFailedError('BP_SINK_FAILED', `sink command "${description}" ${describeExit(code, signal)} before the stream ended`);
   });
   failure.catch(() => {});
 
@@ -94,11 +91,19 @@ export function stdoutSink(): Sink {
     failure: new Promise<never>(() => {}),
     write: async (bytes) => {
       let offset = 0;
+      let backoffMs = 0;
       while (offset < bytes.length) {
         try {
           const { bytesWritten } = await writeAsync(fd, bytes, offset, bytes.length - offset);
           offset += bytesWritten;
+          backoffMs = 0;
         } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+            // Whoever gave us this pipe made it non-blocking: wait for the reader to make room.
+            backoffMs = Math.min(10, backoffMs + 1);
+            await sleep(backoffMs);
+            continue;
+          }
           throw new SinkFailedError(
             'BP_SINK_FAILED',
             `cannot write to stdout: ${(error as NodeJS.ErrnoException).code === 'EPIPE' ? 'the reader closed the pipe (EPIPE)' : (error as Error).message}`,

@@ -31,7 +31,12 @@ export class CodecPool {
     this.size = size;
     const url = workerUrl();
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(url);
+      // Own stdout/stderr streams: by default a worker's output is forwarded through the parent's
+      // process.stdout, and creating that stream switches fd 1 to non-blocking mode, which breaks
+      // the receiver's direct writes to a stdout pipe (EAGAIN) and leaks the mode to the reader.
+      const worker = new Worker(url, { stdout: true, stderr: true });
+      worker.stdout.resume();
+      worker.stderr.on('data', (text: Buffer) => process.stderr.write(text));
       const slot: Slot = { worker, busy: false };
       worker.on('message', (reply: WorkerReply) => this.#onReply(slot, reply));
       worker.on('error', (error) => this.#fail(error));
