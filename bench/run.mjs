@@ -33,6 +33,7 @@ const WORK_DIR = join(WORK_ROOT, `run-${process.pid}`);
 const TIME = '/usr/bin/time';
 const MB = 1e6;
 const MiB = 2 ** 20;
+const DEFAULT_CHUNK_SIZE = 16 * MiB;
 
 const USAGE = `usage: npm run bench [-- options]      (or: node bench/run.mjs [options])
 
@@ -129,7 +130,6 @@ function parseOptions() {
   if (!['median', 'best'].includes(parsed.stat)) throw new BenchError(`--stat ${parsed.stat}: use median or best`);
   const cases = new Set(parsed.cases.split(',').map((c) => c.trim()));
   for (const c of cases) if (!['a', 'b', 'c'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b and/or c`);
-  // biome-ignore lint/suspicious/noUndeclaredEnvVars: node runs this script, not turbo, so no turbo cache can go stale
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -196,15 +196,36 @@ async function prepareCorpus(options) {
   if (!info.isFile() || info.size === 0) throw new BenchError(`corpus ${path} is not a non-empty file`);
   const bytes = info.size;
   process.stderr.write(`bench: corpus ${path}: ${(bytes / MiB).toFixed(0)} MiB; hashing it (also warms the page cache)\n`);
-  const sha256 = await sha256OfStream(createReadStream(path));
+  const { sha256, digest } = await hashesOfStream(createReadStream(path, { highWaterMark: MiB }));
   const zstdBytes = await zstdSize(path);
-  return { path, bytes, sha256, zstdRatio: bytes / zstdBytes };
+  return { path, bytes, sha256, digest, zstdRatio: bytes / zstdBytes };
 }
 
-async function sha256OfStream(stream) {
-  const hash = createHash('sha256');
-  for await (const piece of stream) hash.update(piece);
-  return hash.digest('hex');
+/**
+ * SHA-256 of the bytes, and the stream digest bucketpipe reports for them with its default 16 MiB
+ * chunks (SHA-256 over every chunk's SHA-256), computed here independently of its code.
+ */
+async function hashesOfStream(stream) {
+  const whole = createHash('sha256');
+  const outer = createHash('sha256');
+  let inner = createHash('sha256');
+  let filled = 0;
+  for await (const piece of stream) {
+    whole.update(piece);
+    for (let offset = 0; offset < piece.length; ) {
+      const take = Math.min(DEFAULT_CHUNK_SIZE - filled, piece.length - offset);
+      inner.update(piece.subarray(offset, offset + take));
+      offset += take;
+      filled += take;
+      if (filled === DEFAULT_CHUNK_SIZE) {
+        outer.update(inner.digest());
+        inner = createHash('sha256');
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) outer.update(inner.digest());
+  return { sha256: whole.digest('hex'), digest: outer.digest('hex') };
 }
 
 /** Size of the corpus under `zstd -1` (the whole stream as one frame): the reference ratio. */
@@ -347,7 +368,7 @@ function bucketpipeCase(id, label, sendOptions, runs) {
         const seconds = (Math.max(...procs.map((p) => p.endedAt)) - started) / 1000;
         const machine = machineCpuSince(cpuBefore);
         for (const p of procs) checkSummary(p, corpus);
-        if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, dir);
+        if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus);
         const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
@@ -386,21 +407,12 @@ function pipelineCase(id, label, stages, runs) {
 }
 
 /**
- * An untimed, independent check: one more receive of the stream, into a file, hashed here and
- * compared with the corpus. A file rather than a pipe into sha256sum because both pipe paths
- * fail in the current CLI (docs/PERFORMANCE.md, "Problems found").
+ * An untimed, independent check: one more receive of the stream, through a pipe into this
+ * process, hashed here and compared with the corpus.
  */
-async function verifyReceivedBytes(stream, corpus, dir) {
-  const file = join(dir, 'received');
-  const output = openSync(file, 'w');
-  try {
-    const proc = startProcess(process.execPath, [CLI, 'receive', stream, '-q'], { stdout: output, label: 'verifying receive' });
-    await waitAll([proc], timeoutFor(corpus));
-  } finally {
-    closeSync(output);
-  }
-  const sha256 = await sha256OfStream(createReadStream(file));
-  rmSync(file);
+async function verifyReceivedBytes(stream, corpus) {
+  const proc = startProcess(process.execPath, [CLI, 'receive', stream, '-q'], { stdout: 'pipe', label: 'verifying receive' });
+  const [{ sha256 }] = await Promise.all([hashesOfStream(proc.child.stdout), waitAll([proc], timeoutFor(corpus))]);
   if (sha256 !== corpus.sha256) {
     throw new BenchError(`received output does not match the corpus: sha256 ${sha256}, corpus ${corpus.sha256}`);
   }
@@ -408,9 +420,9 @@ async function verifyReceivedBytes(stream, corpus, dir) {
 
 function checkSummary(proc, corpus) {
   const summary = summaryOf(proc);
-  if (summary.rawBytes !== corpus.bytes || summary.sha256 !== corpus.sha256) {
+  if (summary.rawBytes !== corpus.bytes || summary.digest !== corpus.digest) {
     throw new BenchError(
-      `${proc.label} reported ${summary.rawBytes} bytes, sha256 ${summary.sha256}; the corpus has ${corpus.bytes} bytes, sha256 ${corpus.sha256}`,
+      `${proc.label} reported ${summary.rawBytes} bytes, digest ${summary.digest}; the corpus has ${corpus.bytes} bytes, digest ${corpus.digest}`,
     );
   }
 }

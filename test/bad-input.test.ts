@@ -7,7 +7,7 @@ import { bucketpipe, errorLine, MiB, outputFile, readJson, run, tempDir, waitFor
 const chunkSize = 1 * MiB;
 const streamBytes = 8 * MiB + 12345;
 const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '100ms'];
-const receiveArgs = ['--poll-interval', '100ms'];
+const receiveArgs = ['--missing-chunk-timeout', '1s', '--poll-interval', '100ms'];
 const chunk = (stream: string, index: number) => join(stream, 'chunks', String(index).padStart(12, '0'));
 
 describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte in the sink', () => {

@@ -85,6 +85,31 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * The stream digest bucketpipe reports, computed independently of its code: SHA-256 over the
+ * SHA-256 of every `chunkSize` piece of the file, in order.
+ */
+export async function streamDigestOfFile(path: string, chunkSize: number): Promise<string> {
+  const outer = createHash('sha256');
+  let inner = createHash('sha256');
+  let filled = 0;
+  for await (const piece of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    for (let offset = 0; offset < piece.length; ) {
+      const take = Math.min(chunkSize - filled, piece.length - offset);
+      inner.update(piece.subarray(offset, offset + take));
+      offset += take;
+      filled += take;
+      if (filled === chunkSize) {
+        outer.update(inner.digest());
+        inner = createHash('sha256');
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) outer.update(inner.digest());
+  return outer.digest('hex');
+}
+
 export async function readJson(path: string): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
 }

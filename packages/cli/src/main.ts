@@ -15,6 +15,13 @@ const commands: Record<string, { summary: string; load: () => Promise<{ help: st
       return { help: m.receiveHelp, run: m.runReceive };
     },
   },
+  relay: {
+    summary: 'copy a live stream from one store to another (S3 to GCS), verified, as it is written',
+    load: async () => {
+      const m = await import('./commands/relay.js');
+      return { help: m.relayHelp, run: m.runRelay };
+    },
+  },
   inspect: {
     summary: 'show where a stream stands: state, sizes, sender heartbeat, receivers',
     load: async () => {

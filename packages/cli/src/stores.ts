@@ -1,13 +1,13 @@
-import { type ObjectStore, openStore } from '@bucketpipe/core';
+import { type ObjectStore, openStore, type StoreOpenOptions } from '@bucketpipe/core';
 import { registerFsStore } from '@bucketpipe/store-fs';
 
 let registered = false;
 
 /** Opens the store for a stream URL; store packages are registered on first use. */
-export async function openStreamStore(url: string, options: { fsync?: boolean } = {}): Promise<ObjectStore> {
+export async function openStreamStore(url: string, options: StoreOpenOptions = {}): Promise<ObjectStore> {
   if (!registered) {
     registerFsStore();
     registered = true;
   }
-  return openStore(url, { fsync: options.fsync });
+  return openStore(url, options);
 }

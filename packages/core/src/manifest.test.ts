@@ -39,7 +39,7 @@ function complete(): Manifest {
     state: 'complete',
     watermark: 3,
     rawBytes: 2 * 16 * 1024 * 1024 + 5,
-    final: { chunks: 3, rawBytes: 2 * 16 * 1024 * 1024 + 5, sha256: 'ab'.repeat(32) },
+    final: { chunks: 3, rawBytes: 2 * 16 * 1024 * 1024 + 5, digest: 'ab'.repeat(32) },
   };
 }
 
@@ -162,7 +162,7 @@ describe('encodeManifest / parseManifest', () => {
   });
 
   it('rejects a complete manifest without a valid final summary', () => {
-    const need = 'a complete manifest needs "final" with chunks, rawBytes and sha256';
+    const need = 'a complete manifest needs "final" with chunks, rawBytes and digest';
     const { final, ...withoutFinal } = complete();
     expectMalformed(withoutFinal, need);
     expectMalformed({ ...complete(), final: null }, need);
@@ -170,9 +170,9 @@ describe('encodeManifest / parseManifest', () => {
       { chunks: -1 },
       { chunks: '3' },
       { rawBytes: 1.5 },
-      { sha256: 'AB'.repeat(32) },
-      { sha256: 'ab' },
-      { sha256: undefined },
+      { digest: 'AB'.repeat(32) },
+      { digest: 'ab' },
+      { digest: undefined },
     ]) {
       expectMalformed({ ...complete(), final: { ...final, ...patch } }, need);
     }
@@ -191,7 +191,7 @@ describe('encodeManifest / parseManifest', () => {
       watermark: 0,
       rawBytes: 0,
       storedBytes: 0,
-      final: { chunks: 0, rawBytes: 0, sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+      final: { chunks: 0, rawBytes: 0, digest: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
     };
     expect(parseManifest(encodeManifest(empty), WHERE)).toEqual(empty);
   });

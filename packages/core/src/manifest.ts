@@ -21,8 +21,8 @@ export interface SenderInfo {
 export interface FinalSummary {
   chunks: number;
   rawBytes: number;
-  /** SHA-256 of the whole raw stream, hex. */
-  sha256: string;
+  /** SHA-256 over every chunk's raw SHA-256 in chunk order, hex (see StreamDigest). */
+  digest: string;
 }
 
 /** The stream's single mutable object. Its size does not depend on the number of chunks. */
@@ -174,9 +174,9 @@ function manifestProblems(m: Record<string, unknown>): string[] {
       isRecord(final) &&
       isCount(final.chunks) &&
       isCount(final.rawBytes) &&
-      typeof final.sha256 === 'string' &&
-      /^[0-9a-f]{64}$/.test(final.sha256);
-    need(ok, 'a complete manifest needs "final" with chunks, rawBytes and sha256');
+      typeof final.digest === 'string' &&
+      /^[0-9a-f]{64}$/.test(final.digest);
+    need(ok, 'a complete manifest needs "final" with chunks, rawBytes and digest');
     if (ok && isCount(m.watermark)) need(m.watermark === final.chunks, '"watermark" must equal "final.chunks" when complete');
     if (ok) need(m.rawBytes === final.rawBytes, '"rawBytes" must equal "final.rawBytes" when complete');
     if (ok && isValidChunkSize(m.chunkSize as number)) {

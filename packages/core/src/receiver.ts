@@ -1,19 +1,21 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { Notifier, raceAbort } from './abort.js';
 import { chunkKey } from './chunk.js';
+import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { chunkObjectBound } from './codec.js';
 import type { DecodeResult } from './codec-jobs.js';
 import { CodecPool } from './codec-pool.js';
 import { CursorPublisher } from './cursor-publisher.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { DEFAULT_BUFFER_BYTES } from './limits.js';
-import { MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
+import { type Manifest, readManifest } from './manifest.js';
+import { waitForManifest } from './manifest-follow.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import type { Sink } from './sink.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
+import { StreamDigest } from './stream-digest.js';
 import { streamIdToBytes } from './stream-id.js';
 
 export interface ReceiveOptions {
@@ -27,6 +29,8 @@ export interface ReceiveOptions {
   receiverId: string;
   codec?: CodecPool;
   retry?: RetryPolicy;
+  /** How long a chunk the manifest counts may stay unreadable (a copy still in transit) before it counts as lost. */
+  missingChunk?: MissingChunkPolicy;
   signal?: AbortSignal;
   onProgress?: (progress: ReceiveProgress) => void;
   /** Called when the receiver starts or stops waiting for something outside its control. */
@@ -49,12 +53,10 @@ export interface ReceiveSummary {
   streamId: string;
   chunks: number;
   rawBytes: number;
-  sha256: string;
+  /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
+  digest: string;
   seconds: number;
 }
-
-/** How often a missing chunk below the watermark is looked for again before it counts as lost. */
-const missingChunkRetries = { attempts: 4, firstDelayMs: 250 };
 
 /**
  * The receive pipeline: follow the manifest → download ahead in parallel → verify and decompress
@@ -78,7 +80,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
   sinkFailure.catch((error: unknown) => abort.abort(error));
 
   try {
-    let manifest = await waitForManifest(store, options, signal);
+    let manifest = await waitForManifest(store, { ...options, signal });
     const streamId = manifest.streamId;
     const streamIdBytes = streamIdToBytes(streamId);
     const chunkSize = manifest.chunkSize;
@@ -92,7 +94,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     let nextFetch = 0;
     let position = 0;
     let rawBytesWritten = 0;
-    const wholeStream = createHash('sha256');
+    const streamDigest = new StreamDigest();
 
     const report = () =>
       options.onProgress?.({
@@ -109,7 +111,15 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
       let raw = slab;
       for (let attempt = 1; ; attempt++) {
-        const object = await downloads(() => downloadChunk(store, key, manifest.watermark, options, signal));
+        const object = await downloads(() =>
+          fetchChunkObject(store, index, {
+            watermark: manifest.watermark,
+            retry: options.retry,
+            missing: options.missingChunk,
+            signal,
+            onWaiting: options.onWaiting,
+          }),
+        );
         try {
           return await codec.decode({ object: ownBuffer(object), key, raw, streamId: streamIdBytes, index, rawLength: expectedLength });
         } catch (error) {
@@ -189,7 +199,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       }
       const bytes = decoded.raw.subarray(0, decoded.rawLength);
       await raceAbort(sink.write(bytes), signal);
-      wholeStream.update(bytes);
+      streamDigest.add(position, decoded.rawSha256);
       slabs.release(decoded.raw);
       position++;
       rawBytesWritten += decoded.rawLength;
@@ -199,16 +209,16 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     }
 
     const final = manifest.final;
-    const sha256 = wholeStream.digest('hex');
-    if (!final || final.chunks !== position || final.rawBytes !== rawBytesWritten || final.sha256 !== sha256) {
+    const digest = streamDigest.digest();
+    if (!final || final.chunks !== position || final.rawBytes !== rawBytesWritten || final.digest !== digest) {
       throw new IntegrityError(
         'BP_STREAM_CHECKSUM',
-        `stream ${streamId} does not match its manifest (received ${position} chunks, ${rawBytesWritten} bytes, sha256 ${sha256}; manifest says ${final?.chunks} chunks, ${final?.rawBytes} bytes, sha256 ${final?.sha256}): the sink was stopped before end-of-input`,
+        `stream ${streamId} does not match its manifest (received ${position} chunks, ${rawBytesWritten} bytes, digest ${digest}; manifest says ${final?.chunks} chunks, ${final?.rawBytes} bytes, digest ${final?.digest}): the sink was stopped before end-of-input`,
       );
     }
     await raceAbort(sink.finish(), signal);
     await cursor.finish({ state: 'done' });
-    return { streamId, chunks: position, rawBytes: rawBytesWritten, sha256, seconds: (performance.now() - started) / 1000 };
+    return { streamId, chunks: position, rawBytes: rawBytesWritten, digest, seconds: (performance.now() - started) / 1000 };
   } catch (caught) {
     const error = signal.aborted && signal.reason !== undefined ? signal.reason : caught;
     abort.abort(error);
@@ -219,40 +229,6 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     cursor.stop();
     options.signal?.removeEventListener('abort', onOuterAbort);
     if (!options.codec) await codec.close();
-  }
-}
-
-async function waitForManifest(store: ObjectStore, options: ReceiveOptions, signal: AbortSignal): Promise<Manifest> {
-  for (;;) {
-    const found = await withRetry(() => readManifest(store), { policy: options.retry, signal });
-    if (found) {
-      options.onWaiting?.(null);
-      return found.manifest;
-    }
-    options.onWaiting?.(`the stream to start (no ${MANIFEST_KEY} at ${store.description} yet)`);
-    await sleep(options.pollIntervalMs, undefined, { signal });
-  }
-}
-
-async function downloadChunk(
-  store: ObjectStore,
-  key: string,
-  watermark: number,
-  options: ReceiveOptions,
-  signal: AbortSignal,
-): Promise<Uint8Array> {
-  let delayMs = missingChunkRetries.firstDelayMs;
-  for (let attempt = 1; ; attempt++) {
-    const object = await withRetry(() => store.get(key, { signal }), { policy: options.retry, signal });
-    if (object) return object.body;
-    if (attempt >= missingChunkRetries.attempts) {
-      throw new IntegrityError(
-        'BP_CHUNK_MISSING',
-        `chunk ${key} is missing from ${store.description} although the manifest says every chunk below ${watermark} is stored: the stream is damaged; resend it to a new stream URL`,
-      );
-    }
-    await sleep(delayMs, undefined, { signal });
-    delayMs *= 2;
   }
 }
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compressibleBytes, FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -12,6 +11,7 @@ import { type ReceiveOptions, receive } from './receiver.js';
 import type { RetryPolicy } from './retry.js';
 import { type SendOptions, send } from './sender.js';
 import { type ObjectStore, StoreError } from './store.js';
+import { streamDigestOf } from './stream-digest.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
@@ -64,7 +64,7 @@ function background<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+const digestOf = (bytes: Uint8Array) => streamDigestOf(bytes, CHUNK);
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 
 async function manifestOf(store: ObjectStore): Promise<Manifest> {
@@ -122,7 +122,7 @@ describe('send, then receive', () => {
     const sent = await send(sendOptions(store, pieces(data, 10_007)));
     expect(sent.chunks).toBe(chunks);
     expect(sent.rawBytes).toBe(data.length);
-    expect(sent.sha256).toBe(sha256(data));
+    expect(sent.digest).toBe(digestOf(data));
     expect(store.keys('chunks/')).toEqual(Array.from({ length: chunks }, (_, i) => chunkKey(i)));
     const stored = store.keys('chunks/').reduce((sum, key) => sum + (store.peek(key)?.length ?? 0), 0);
     expect(sent.storedBytes).toBe(stored);
@@ -133,7 +133,7 @@ describe('send, then receive', () => {
     expect(same(sink.bytes(), data), 'identical bytes').toBe(true);
     expect(sink.finished).toBe(true);
     expect(sink.aborted).toBe(false);
-    expect(received).toMatchObject({ streamId: sent.streamId, chunks, rawBytes: data.length, sha256: sha256(data) });
+    expect(received).toMatchObject({ streamId: sent.streamId, chunks, rawBytes: data.length, digest: digestOf(data) });
   });
 
   it('cuts pieces larger than a chunk, and empty pieces, the same way', async () => {
@@ -170,7 +170,7 @@ describe('the manifest', () => {
       watermark: 8,
       rawBytes: data.length,
       storedBytes,
-      final: { chunks: 8, rawBytes: data.length, sha256: sha256(data) },
+      final: { chunks: 8, rawBytes: data.length, digest: digestOf(data) },
     });
     expect(storedBytes).toBeLessThan(data.length / 10); // it was compressed
     expect(manifest.abortReason).toBeUndefined();
@@ -246,7 +246,7 @@ describe('a second sender', () => {
     expect((error as Error).message).toContain('already has a sender');
     first.release();
     const sent = await sending;
-    expect(sent.sha256).toBe(sha256(data));
+    expect(sent.digest).toBe(digestOf(data));
     const sink = new MemorySink();
     await receive(receiveOptions(store, sink));
     expect(same(sink.bytes(), data)).toBe(true);
@@ -271,7 +271,7 @@ describe('store failures', () => {
     expect(faults.map((f) => f.hits)).toEqual([1, 2, 2, 1, 1, 1]);
     expect(store.count('put', chunkKey(0))).toBe(3);
     expect(store.count('put', chunkKey(4))).toBe(2);
-    expect(sent.sha256).toBe(sha256(data));
+    expect(sent.digest).toBe(digestOf(data));
     expect((await manifestOf(memory)).state).toBe('complete');
     const sink = new MemorySink();
     await receive(receiveOptions(memory, sink));
@@ -286,7 +286,7 @@ describe('store failures', () => {
     const update = store.inject({ op: 'put', key: MANIFEST_KEY, nth: 3, failAfter: 'transient' });
     const sent = await send(sendOptions(store, pieces(data, 10_007)));
     expect([create.hits, update.hits]).toEqual([1, 1]);
-    expect(sent.sha256).toBe(sha256(data));
+    expect(sent.digest).toBe(digestOf(data));
     expect((await manifestOf(memory)).state).toBe('complete');
   });
 

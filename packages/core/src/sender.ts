@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import pLimit from 'p-limit';
 import { chunkKey } from './chunk.js';
@@ -12,6 +11,7 @@ import { ManifestWriter } from './manifest-writer.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
+import { StreamDigest } from './stream-digest.js';
 import { newStreamId, streamIdToBytes } from './stream-id.js';
 import { formatBytes } from './units.js';
 import { Watermark } from './watermark.js';
@@ -52,7 +52,8 @@ export interface SendSummary {
   chunks: number;
   rawBytes: number;
   storedBytes: number;
-  sha256: string;
+  /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
+  digest: string;
   seconds: number;
 }
 
@@ -113,7 +114,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const watermark = new Watermark();
   const inFlight = new Set<Promise<void>>();
   const reader = isChunkReader(options.source) ? options.source : new IterableChunkReader(options.source);
-  const wholeStream = createHash('sha256');
+  const streamDigest = new StreamDigest();
   let chunksRead = 0;
   let rawBytesRead = 0;
   options.sourceExit?.catch(fail);
@@ -132,6 +133,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
     const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level });
     slabs.release(encoded.raw);
+    streamDigest.add(index, encoded.rawSha256);
     const object = encoded.out.subarray(0, encoded.objectLength);
     await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
     slabs.release(encoded.out);
@@ -148,7 +150,6 @@ export async function send(options: SendOptions): Promise<SendSummary> {
         slabs.release(raw);
         break;
       }
-      wholeStream.update(raw.subarray(0, rawLength));
       chunksRead++;
       rawBytesRead += rawLength;
       const out = await slabs.acquire(signal);
@@ -162,20 +163,20 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     if (firstError !== undefined) throw firstError;
     await options.sourceExit;
     if (firstError !== undefined) throw firstError;
-    const sha256 = wholeStream.digest('hex');
+    const digest = streamDigest.digest();
     await writer.finish({
       state: 'complete',
       watermark: watermark.value,
       rawBytes: watermark.rawBytes,
       storedBytes: watermark.storedBytes,
-      final: { chunks: watermark.value, rawBytes: watermark.rawBytes, sha256 },
+      final: { chunks: watermark.value, rawBytes: watermark.rawBytes, digest },
     });
     return {
       streamId,
       chunks: watermark.value,
       rawBytes: watermark.rawBytes,
       storedBytes: watermark.storedBytes,
-      sha256,
+      digest,
       seconds: (performance.now() - started) / 1000,
     };
   } catch (error) {

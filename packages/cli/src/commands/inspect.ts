@@ -1,6 +1,7 @@
 import { formatBytes, listReceiverCursors, type Manifest, type ReceiverCursor, readManifest, StoreError } from '@bucketpipe/core';
 import { exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
 import { describeRatio } from '../progress.js';
+import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 export const inspectHelp = `usage: bucketpipe inspect <stream-url> [--json]
@@ -12,14 +13,16 @@ and each receiver's position and lag.
 options:
   --json        print the manifest and receivers as one JSON object
   -h, --help
+
+${storeOptionsHelp}
 `;
 
-const spec: OptionSpec = { json: { type: 'boolean' } };
+const spec: OptionSpec = { json: { type: 'boolean' }, ...storeOptionSpec };
 
 export async function runInspect(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'inspect');
   const url = exactlyOnePositional(parsed, 'inspect');
-  const store = await openStreamStore(url);
+  const store = await openStreamStore(url, storeOpenOptions(parsed.values));
   try {
     const found = await readManifest(store);
     if (!found) {
@@ -54,7 +57,7 @@ export function renderInspect(where: string, m: Manifest, receivers: ReceiverCur
     ['raw', `${formatBytes(m.rawBytes)} (${m.rawBytes} bytes)`],
     ['stored', `${formatBytes(m.storedBytes)} — ${describeRatio(m.rawBytes, m.storedBytes)}`],
   ];
-  if (m.final) rows.push(['sha256', `${m.final.sha256} (whole raw stream)`]);
+  if (m.final) rows.push(['digest', `${m.final.digest} (SHA-256 over the chunks' raw SHA-256s)`]);
   if (receivers.length === 0) rows.push(['receivers', 'none has published a position']);
   for (const r of receivers) {
     const lag = Math.max(0, m.watermark - r.position);

@@ -1,5 +1,14 @@
 import { availableParallelism, hostname } from 'node:os';
-import { CodecPool, DEFAULT_BUFFER_BYTES, formatBytes, formatRate, receive, type Sink, UsageError } from '@bucketpipe/core';
+import {
+  CodecPool,
+  DEFAULT_BUFFER_BYTES,
+  defaultMissingChunkPolicy,
+  formatBytes,
+  formatRate,
+  receive,
+  type Sink,
+  UsageError,
+} from '@bucketpipe/core';
 import {
   durationOption,
   exactlyOnePositional,
@@ -12,6 +21,7 @@ import {
 import { ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { commandSink, stdoutSink } from '../sink.js';
+import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 export const receiveHelp = `usage: bucketpipe receive <stream-url> [options] [-- command [args...]]
@@ -28,8 +38,13 @@ options:
   --threads N           verification/decompression threads (default: one per core, ${availableParallelism()} here)
   --poll-interval D     how often to look for new chunks while the sender is running (default 1s)
   --receiver-id ID      name under which this receiver publishes its position (default: host name)
+  --missing-chunk-timeout D
+                        how long a chunk the manifest counts may stay unreadable (a copy still in
+                        transit) before it counts as lost (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
   -q, --quiet           no progress line
   -h, --help
+
+${storeOptionsHelp}
 
 example:
   bucketpipe receive /mnt/transfer/pgdata -- zfs recv -F tank/pgdata
@@ -42,7 +57,9 @@ const spec: OptionSpec = {
   threads: { type: 'string' },
   'poll-interval': { type: 'string' },
   'receiver-id': { type: 'string' },
+  'missing-chunk-timeout': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  ...storeOptionSpec,
 };
 
 export async function runReceive(argv: string[]): Promise<number> {
@@ -58,7 +75,9 @@ export async function runReceive(argv: string[]): Promise<number> {
     throw new UsageError(`--receiver-id ${JSON.stringify(receiverId)}: use letters, digits, '.', '_' and '-' only`);
   }
 
-  const store = await openStreamStore(url);
+  const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
+
+  const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const sink: Sink = parsed.command.length > 0 ? await commandSink(parsed.command) : stdoutSink();
   const progress = new ProgressReporter({ quiet: values.quiet === true });
   const interrupt = interruptSignal();
@@ -71,6 +90,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       bufferBytes,
       pollIntervalMs,
       receiverId,
+      missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
       codec,
       signal: interrupt.signal,
       onWaiting: (what) => progress.waiting(what),
@@ -91,7 +111,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       rawBytes: summary.rawBytes,
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
-      sha256: summary.sha256,
+      digest: summary.digest,
     });
     return 0;
   } finally {

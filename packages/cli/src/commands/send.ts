@@ -18,6 +18,7 @@ import { durationOption, exactlyOnePositional, integerOption, type OptionSpec, p
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { type ByteSource, commandSource, stdinSource } from '../source.js';
+import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 export const sendHelp = `usage: bucketpipe send <stream-url> [options] [-- command [args...]]
@@ -26,7 +27,8 @@ Reads a byte stream from the command's stdout (or from stdin when no command is 
 into chunks, compresses and checksums them on all cores, and uploads them in parallel to
 <stream-url>, keeping the stream's manifest current so receivers can follow in real time.
 
-  <stream-url>          a directory (/srv/bp/pgdata or file:///srv/bp/pgdata); its parent must exist
+  <stream-url>          s3://bucket/prefix, gs://bucket/prefix, or a directory (/srv/bp/pgdata or
+                        file:///srv/bp/pgdata) whose parent must exist
 
 options:
   --chunk-size SIZE     raw bytes per chunk object (default 16MiB; ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)})
@@ -39,6 +41,8 @@ options:
   --no-fsync            (directory store) do not fsync chunks; faster, unsafe on power loss
   -q, --quiet           no progress line
   -h, --help
+
+${storeOptionsHelp}
 
 Sizes: 16MiB, 512M, 1GiB or bytes. Durations: 500ms, 2s, 1m.
 example:
@@ -55,6 +59,7 @@ const spec: OptionSpec = {
   'manifest-interval': { type: 'string' },
   'no-fsync': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
+  ...storeOptionSpec,
 };
 
 export async function runSend(argv: string[]): Promise<number> {
@@ -75,7 +80,10 @@ export async function runSend(argv: string[]): Promise<number> {
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const manifestIntervalMs = durationOption(values, 'manifest-interval', 1000);
 
-  const store = await openStreamStore(url, { fsync: values['no-fsync'] !== true });
+  const store = await openStreamStore(
+    url,
+    storeOpenOptions(values, { fsync: values['no-fsync'] !== true, concurrency: String(concurrency) }),
+  );
   const source: ByteSource = parsed.command.length > 0 ? await commandSource(parsed.command) : stdinSource();
   const progress = new ProgressReporter({ quiet: values.quiet === true });
   const interrupt = interruptSignal();
@@ -109,7 +117,7 @@ export async function runSend(argv: string[]): Promise<number> {
       ratio: summary.storedBytes > 0 ? Number((summary.rawBytes / summary.storedBytes).toFixed(3)) : null,
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
-      sha256: summary.sha256,
+      digest: summary.digest,
     });
     return 0;
   } catch (error) {

@@ -1,0 +1,99 @@
+import { defaultMissingChunkPolicy, formatBytes, formatRate, relay, UsageError } from '@bucketpipe/core';
+import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
+import { ProgressReporter } from '../progress.js';
+import { interruptSignal } from '../signals.js';
+import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
+import { openStreamStore } from '../stores.js';
+
+export const relayHelp = `usage: bucketpipe relay <from-url> <to-url> [options]
+
+Follows the stream at <from-url> while it is being written and copies its objects verbatim (no
+recompression) to <to-url>, e.g. from S3 to Google Cloud Storage in real time. Every chunk's header
+and payload SHA-256 are checked on the way; the destination's manifest is only ever written after
+every chunk it counts is there, so receivers can follow the destination as it fills. Resumable: a
+restarted relay carries on from the destination's manifest. Exits 0 when the source stream is
+complete and fully copied.
+
+options:
+  --concurrency N       chunk copies in flight, each holding one chunk in memory (default 8)
+  --poll-interval D     how often to look at the source manifest (default 1s)
+  --missing-chunk-timeout D
+                        how long a chunk the source manifest counts may stay unreadable before the
+                        relay gives up on it (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
+  -q, --quiet           no progress line
+  -h, --help
+
+${storeOptionsHelp}
+
+example:
+  bucketpipe relay s3://migr-aws/pgdata gs://migr-gcp/pgdata
+`;
+
+const spec: OptionSpec = {
+  concurrency: { type: 'string' },
+  'poll-interval': { type: 'string' },
+  'missing-chunk-timeout': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  ...storeOptionSpec,
+};
+
+export async function runRelay(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv, spec, 'relay');
+  if (parsed.positionals.length !== 2 || parsed.command.length > 0) {
+    throw new UsageError('bucketpipe relay takes two stream URLs, <from-url> <to-url>, and no command (see: bucketpipe relay --help)');
+  }
+  const [fromUrl, toUrl] = parsed.positionals as [string, string];
+  const { values } = parsed;
+  const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
+  const pollIntervalMs = durationOption(values, 'poll-interval', 1000);
+  const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
+  const storeOptions = storeOpenOptions(values, { concurrency: String(concurrency) });
+
+  const source = await openStreamStore(fromUrl, storeOptions);
+  try {
+    const destination = await openStreamStore(toUrl, storeOptions);
+    try {
+      if (source.description === destination.description) {
+        throw new UsageError(`relay source and destination are the same stream (${source.description}): give two different URLs`);
+      }
+      const progress = new ProgressReporter({ quiet: values.quiet === true });
+      const interrupt = interruptSignal();
+      try {
+        const summary = await relay({
+          source,
+          destination,
+          concurrency,
+          pollIntervalMs,
+          missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
+          signal: interrupt.signal,
+          onWaiting: (what) => progress.waiting(what),
+          onProgress: (p) =>
+            progress.update(
+              (seconds) =>
+                `relay ${formatBytes(p.storedBytesCopied)} copied · ${formatRate(p.storedBytesCopied, seconds)} · published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
+            ),
+        });
+        progress.summary({
+          command: 'relay',
+          from: source.description,
+          to: destination.description,
+          streamId: summary.streamId,
+          state: summary.state,
+          chunks: summary.chunks,
+          chunksCopied: summary.chunksCopied,
+          storedBytesCopied: summary.storedBytesCopied,
+          rawBytes: summary.rawBytes,
+          seconds: Number(summary.seconds.toFixed(3)),
+          MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
+        });
+        return 0;
+      } finally {
+        interrupt.dispose();
+      }
+    } finally {
+      await destination.close();
+    }
+  } finally {
+    await source.close();
+  }
+}

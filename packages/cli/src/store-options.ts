@@ -1,0 +1,42 @@
+import type { StoreOpenOptions } from '@bucketpipe/core';
+import type { OptionSpec, ParsedCommandLine } from './args.js';
+import { stringOption } from './args.js';
+
+/** Options every command that opens a store accepts; values may also come from the environment. */
+export const storeOptionSpec: OptionSpec = {
+  's3-endpoint': { type: 'string' },
+  's3-path-style': { type: 'boolean' },
+  's3-region': { type: 'string' },
+  'gcs-endpoint': { type: 'string' },
+  'unsafe-unconditional-writes': { type: 'boolean' },
+};
+
+export const storeOptionsHelp = `store options (s3:// and gs:// URLs; credentials come from the standard AWS and Google chains):
+  --s3-endpoint URL     an S3-compatible server (Ceph, MinIO, R2); env BUCKETPIPE_S3_ENDPOINT or AWS_ENDPOINT_URL_S3
+  --s3-path-style       path-style addressing (http://host/bucket/key); env BUCKETPIPE_S3_PATH_STYLE=1
+  --s3-region REGION    default: from AWS_REGION / the profile; us-east-1 for a custom endpoint
+  --gcs-endpoint URL    a GCS-compatible test server; env STORAGE_EMULATOR_HOST
+  --unsafe-unconditional-writes
+                        use a store that honours neither If-None-Match nor If-Match: two senders
+                        could then overwrite each other's manifest unnoticed`;
+
+/** Turns the parsed flags (falling back to BUCKETPIPE_* environment variables) into store open options. */
+export function storeOpenOptions(values: ParsedCommandLine['values'], extra: StoreOpenOptions = {}): StoreOpenOptions {
+  const env = process.env;
+  return {
+    ...extra,
+    s3Endpoint: stringOption(values, 's3-endpoint') ?? nonEmpty(env.BUCKETPIPE_S3_ENDPOINT),
+    s3PathStyle: values['s3-path-style'] === true || truthy(env.BUCKETPIPE_S3_PATH_STYLE),
+    s3Region: stringOption(values, 's3-region'),
+    gcsEndpoint: stringOption(values, 'gcs-endpoint'),
+    allowUnconditionalWrites: values['unsafe-unconditional-writes'] === true,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function truthy(value: string | undefined): boolean {
+  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+}
