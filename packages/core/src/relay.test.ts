@@ -191,7 +191,7 @@ describe('relay', () => {
     const near = new MemoryStore();
     await send(sendOptions(near, pieces(data, 30_000)));
     if (corrupt) {
-      near.put(chunkKey(5), corrupt(near.peek(chunkKey(5)) ?? new Uint8Array()));
+      await near.put(chunkKey(5), corrupt(near.peek(chunkKey(5)) ?? new Uint8Array()));
     } else {
       const other = new MemoryStore();
       await send(sendOptions(other, pieces(randomBytes(8 * CHUNK, 59), 30_000)));
