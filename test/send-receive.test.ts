@@ -86,6 +86,8 @@ describe('send and receive through a directory, as separate processes', () => {
     const result = await received;
     expect(result.code, result.stderr).toBe(0);
     expect(await sha256File(path)).toBe(inputSha);
+    // One manifest read and one GET per chunk; the only writes are the receiver's cursor.
+    expect(summaryOf(result.stderr).requests).toMatchObject({ get: 65, head: 0, list: 0, delete: 0 });
 
     const inspected = await run(['inspect', stream]);
     expect(inspected.code, inspected.stderr).toBe(0);

@@ -1,13 +1,13 @@
-import { type ObjectStore, openStore, type StoreOpenOptions } from '@bucketpipe/core';
+import { CountingStore, openStore, type StoreOpenOptions } from '@bucketpipe/core';
 import { registerFsStore } from '@bucketpipe/store-fs';
 
 let registered = false;
 
-/** Opens the store for a stream URL; store packages are registered on first use. */
-export async function openStreamStore(url: string, options: StoreOpenOptions = {}): Promise<ObjectStore> {
+/** Opens the store for a stream URL, counting its requests (for the summary line); store packages are registered on first use. */
+export async function openStreamStore(url: string, options: StoreOpenOptions = {}): Promise<CountingStore> {
   if (!registered) {
     registerFsStore();
     registered = true;
   }
-  return openStore(url, options);
+  return new CountingStore(await openStore(url, options));
 }

@@ -20,3 +20,4 @@ export * from './store.js';
 export * from './stream-digest.js';
 export * from './stream-id.js';
 export * from './units.js';
+export * from './counting-store.js';

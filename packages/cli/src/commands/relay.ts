@@ -85,6 +85,7 @@ export async function runRelay(argv: string[]): Promise<number> {
           rawBytes: summary.rawBytes,
           seconds: Number(summary.seconds.toFixed(3)),
           MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
+          requests: { from: source.counts, to: destination.counts },
         });
         return 0;
       } finally {

@@ -118,6 +118,7 @@ export async function runSend(argv: string[]): Promise<number> {
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
+      requests: store.counts,
     });
     return 0;
   } catch (error) {
