@@ -26,6 +26,9 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const BUILT_FILES = [CLI, join(ROOT, 'packages/core/dist/codec-worker.js'), join(ROOT, 'packages/store-fs/dist/index.js')];
 const MAKE_CORPUS = join(ROOT, 'bench/make-corpus.sh');
+const S3_BASELINE = join(ROOT, 'bench/s3-baseline.mjs');
+const CEPH_UP = join(ROOT, 'test/servers/ceph-up.sh');
+const CEPH_DOWN = join(ROOT, 'test/servers/ceph-down.sh');
 const CORPUS_DIR = join(ROOT, 'bench/.corpus');
 const WORK_ROOT = join(ROOT, 'bench/.work');
 // A directory of this process's own: a second bench (or a failing one) must not delete ours.
@@ -50,6 +53,11 @@ Measures MB/s (raw input bytes / wall time) and peak RSS of:
       the default) and once with send --no-fsync
   (b) pbzip2 -c -p2 | mbuffer | mbuffer | pbzip2 -d -c > /dev/null   (the pipeline it replaces)
   (c) zstd -1 -T0 -c | zstd -d -c > /dev/null                         (the native ceiling)
+  (d) bucketpipe send | bucketpipe receive > /dev/null through S3 with default options: a Ceph
+      radosgw the bench starts on 127.0.0.1 (test/servers/ceph-up.sh); with the requests per chunk
+      of each side (its "others" CPU column is mostly radosgw and the OSD)
+  (e) the same bytes as plain SDK PutObject/GetObject of 16 MiB objects at the same concurrency
+      (bench/s3-baseline.mjs): what S3 costs without bucketpipe
 
 options:
   --corpus FILE     input file (default: $BUCKETPIPE_BENCH_CORPUS, else bench/.corpus/pgdata.tar,
@@ -58,7 +66,7 @@ options:
   --runs N          runs of (a) and (c) (default 3)
   --seed-runs N     runs of (b) (default 1: pbzip2 does about 10 MB/s)
   --stat S          median or best of the runs (default median)
-  --cases LIST      which cases to run, e.g. a,c (default a,b,c)
+  --cases LIST      which cases to run, e.g. a,c (default a,b,c,s3; s3 means d and e)
   --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
                     busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
   -h, --help
@@ -75,6 +83,7 @@ main().then(
   },
   (error) => {
     killAll();
+    stopS3();
     removeWorkDir();
     process.stderr.write(error instanceof BenchError ? `bench: error: ${error.message}\n` : `bench: internal error\n${error.stack}\n`);
     process.exitCode = 1;
@@ -91,6 +100,7 @@ async function main() {
     process.once(signal, () => {
       process.stderr.write(`\nbench: ${signal}, stopping\n`);
       killAll();
+      stopS3();
       removeWorkDir();
       process.exit(130);
     });
@@ -100,9 +110,13 @@ async function main() {
   ensureTools(options.cases);
   const corpus = await prepareCorpus(options);
   const machine = machineFacts();
-
-  const results = await runCases(options, corpus);
-  printReport({ options, corpus, machine, results });
+  const s3 = options.cases.has('s3') ? await startS3() : undefined;
+  try {
+    const results = await runCases(options, corpus, s3);
+    printReport({ options, corpus, machine, results });
+  } finally {
+    s3?.stop();
+  }
   return 0;
 }
 
@@ -119,7 +133,7 @@ function parseOptions() {
         runs: { type: 'string', default: '3' },
         'seed-runs': { type: 'string', default: '1' },
         stat: { type: 'string', default: 'median' },
-        cases: { type: 'string', default: 'a,b,c' },
+        cases: { type: 'string', default: 'a,b,c,s3' },
         settle: { type: 'string', default: '60' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -137,7 +151,8 @@ function parseOptions() {
   };
   if (!['median', 'best'].includes(parsed.stat)) throw new BenchError(`--stat ${parsed.stat}: use median or best`);
   const cases = new Set(parsed.cases.split(',').map((c) => c.trim()));
-  for (const c of cases) if (!['a', 'b', 'c'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b and/or c`);
+  for (const c of cases)
+    if (!['a', 'b', 'c', 's3'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b, c and/or s3`);
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -169,6 +184,10 @@ function ensureTools(cases) {
   const needed = [{ command: TIME, pkg: 'time' }];
   if (cases.has('b')) needed.push({ command: 'pbzip2', pkg: 'pbzip2' }, { command: 'mbuffer', pkg: 'mbuffer' });
   if (cases.has('c')) needed.push({ command: 'zstd', pkg: 'zstd' });
+  if (cases.has('s3')) {
+    needed.push({ command: 'ceph-mon', pkg: 'ceph-mon' }, { command: 'ceph-osd', pkg: 'ceph-osd' }, { command: 'radosgw', pkg: 'radosgw' });
+    needed.push({ command: 'curl', pkg: 'curl' });
+  }
   const missing = needed.filter(
     ({ command }) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', command], { stdio: 'ignore' }).status !== 0,
   );
@@ -182,7 +201,7 @@ function ensureTools(cases) {
   // apt's stdout goes to our stderr: stdout is reserved for the report.
   const stdio = ['ignore', 2, 2];
   const apt = (...args) => spawnSync('apt-get', args, { stdio, env }).status === 0;
-  if (!(apt('update', '-qq') && apt('install', '-y', '-qq', ...packages))) {
+  if (!(apt('update', '-qq') && apt('install', '-y', '-qq', '--no-install-recommends', ...packages))) {
     throw new BenchError(`apt-get could not install ${packages.join(' ')}`);
   }
 }
@@ -288,6 +307,10 @@ function defineCases(options) {
     const stages = [['pbzip2', '-c', '-p2'], mbuffer, mbuffer, ['pbzip2', '-d', '-c', '-p2']];
     cases.push(pipelineCase('b', '(b) pbzip2 -p2 | mbuffer | mbuffer | pbzip2 -d', stages, options.seedRuns));
   }
+  if (options.cases.has('s3')) {
+    cases.push(s3BucketpipeCase('d', '(d) bucketpipe send | receive via S3 (radosgw)', options.runs));
+    cases.push(s3BaselineCase('e', '(e) SDK PutObject | GetObject, 16 MiB objects', options.runs));
+  }
   if (options.cases.has('c')) {
     cases.push(
       pipelineCase(
@@ -308,7 +331,7 @@ function defineCases(options) {
  * Runs the cases round-robin (run 1 of each, then run 2 of each, ...) so that slow drift of a
  * noisy shared machine spreads over all cases instead of penalising whichever ran last.
  */
-async function runCases(options, corpus) {
+async function runCases(options, corpus, s3) {
   const cases = defineCases(options);
   const results = new Map(cases.map((c) => [c.id, { case: c, runs: [] }]));
   const rounds = Math.max(...cases.map((c) => c.runs));
@@ -319,7 +342,7 @@ async function runCases(options, corpus) {
       try {
         if (options.settle > 0) await settle(options.settle);
         process.stderr.write(`bench: ${benchCase.label}, run ${round}/${benchCase.runs} ... `);
-        const run = await benchCase.run(corpus, dir, { verifyWithSeparateReceive: round === 1 });
+        const run = await benchCase.run(corpus, dir, { verifyWithSeparateReceive: round === 1, s3, round });
         process.stderr.write(`${(corpus.bytes / MB / run.seconds).toFixed(1)} MB/s (${run.seconds.toFixed(2)} s)\n`);
         results.get(benchCase.id).runs.push(run);
       } catch (error) {
@@ -385,6 +408,146 @@ function bucketpipeCase(id, label, sendOptions, runs) {
       }
     },
   };
+}
+
+/** Both sides through S3 at once; also counts the requests each side made per chunk. */
+function s3BucketpipeCase(id, label, runs) {
+  return {
+    id,
+    label,
+    runs,
+    perProcessRss: true,
+    async run(corpus, dir, { s3, round }) {
+      const prefix = `bench-${process.pid}-${id}-${round}`;
+      const url = `s3://${s3.bucket}/${prefix}`;
+      const storeArgs = ['--s3-endpoint', s3.endpoint, '--s3-path-style'];
+      const input = openSync(corpus.path, 'r');
+      const devNull = openSync('/dev/null', 'w');
+      try {
+        const cpuBefore = machineCpu();
+        const started = performance.now();
+        const procs = [
+          // Default manifest and poll intervals (1 s): the requests per chunk are what a user pays.
+          startTimed(dir, 'send', process.execPath, [CLI, 'send', url, '-q', ...storeArgs], { stdin: input, env: s3.env }),
+          startTimed(dir, 'receive', process.execPath, [CLI, 'receive', url, '-q', ...storeArgs], {
+            stdout: devNull,
+            env: s3.env,
+          }),
+        ];
+        await waitAll(procs, timeoutFor(corpus));
+        const seconds = (Math.max(...procs.map((p) => p.endedAt)) - started) / 1000;
+        const machine = machineCpuSince(cpuBefore);
+        for (const p of procs) checkSummary(p, corpus);
+        const [sent, received] = procs.map(summaryOf);
+        const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
+        const requests = {
+          sendPutsPerChunk: sent.requests.put / sent.chunks,
+          receiveGetsPerChunk: received.requests.get / received.chunks,
+          sendRequests: sent.requests,
+          receiveRequests: received.requests,
+          chunks: sent.chunks,
+        };
+        return { seconds, machine, processes: { send, receive }, ratio: sent.ratio, requests };
+      } finally {
+        closeSync(input);
+        closeSync(devNull);
+        await s3.deletePrefix(prefix);
+      }
+    },
+  };
+}
+
+/** bench/s3-baseline.mjs: the same bytes with nothing but the SDK. */
+function s3BaselineCase(id, label, runs) {
+  return {
+    id,
+    label,
+    runs,
+    perProcessRss: true,
+    async run(corpus, dir, { s3, round }) {
+      const prefix = `bench-${process.pid}-${id}-${round}`;
+      const cpuBefore = machineCpu();
+      const started = performance.now();
+      const proc = startTimed(dir, 'sdk', process.execPath, [S3_BASELINE, corpus.path, s3.endpoint, s3.bucket, prefix, '8', '16'], {
+        stdout: 'pipe',
+        env: s3.env,
+      });
+      let stdout = '';
+      proc.child.stdout.setEncoding('utf8').on('data', (text) => {
+        stdout += text;
+      });
+      await waitAll([proc], timeoutFor(corpus));
+      const seconds = (proc.endedAt - started) / 1000;
+      const machine = machineCpuSince(cpuBefore);
+      const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}');
+      if (report.rawBytes !== corpus.bytes) throw new BenchError(`${label} moved ${report.rawBytes} bytes, the corpus has ${corpus.bytes}`);
+      return { seconds, machine, processes: { sdk: { ...readTimeFile(proc), exitSeconds: seconds } } };
+    },
+  };
+}
+
+/** A throwaway radosgw on 127.0.0.1 (test/servers/ceph-up.sh) and a bucket in it. */
+async function startS3() {
+  // Beside the run's work directory, not in it: that one is removed when the cases are done.
+  const dir = join(WORK_ROOT, `ceph-${process.pid}`);
+  mkdirSync(WORK_ROOT, { recursive: true });
+  process.stderr.write('bench: starting Ceph radosgw on 127.0.0.1 (test/servers/ceph-up.sh)\n');
+  const up = spawnSync('bash', [CEPH_UP, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 2] });
+  if (up.status !== 0) throw new BenchError(`test/servers/ceph-up.sh failed (exit ${up.status ?? up.signal})`);
+  cephDir = dir;
+  const vars = Object.fromEntries(
+    up.stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(/=(.*)/s).slice(0, 2)),
+  );
+  const endpoint = vars.BUCKETPIPE_TEST_S3_ENDPOINT;
+  const env = {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: vars.BUCKETPIPE_TEST_S3_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY: vars.BUCKETPIPE_TEST_S3_SECRET_ACCESS_KEY,
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+  const { S3Client, CreateBucketCommand, ListObjectsV2Command, DeleteObjectsCommand } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const bucket = 'bench';
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  /** The memstore OSD holds everything in RAM: each run's objects are deleted after it. */
+  const deletePrefix = async (prefix) => {
+    for (;;) {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/` }));
+      const keys = (page.Contents ?? []).map(({ Key }) => ({ Key }));
+      if (keys.length === 0) return;
+      await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+    }
+  };
+  return {
+    endpoint,
+    bucket,
+    env,
+    deletePrefix,
+    stop: () => {
+      client.destroy();
+      stopS3();
+    },
+  };
+}
+
+let cephDir;
+
+function stopS3() {
+  if (cephDir === undefined) return;
+  spawnSync('bash', [CEPH_DOWN, cephDir], { stdio: 'ignore' });
+  cephDir = undefined;
+  removeWorkDir();
 }
 
 /** The pipeline run by bash with pipefail; every stage is wrapped in GNU time for its RSS and CPU. */
@@ -465,8 +628,8 @@ function startTimed(dir, label, command, args, stdio) {
  * Starts a command in a process group of its own, so that it and everything it started can be
  * killed together. stderr is collected (bucketpipe's summary line, error messages).
  */
-function startProcess(command, args, { stdin = 'ignore', stdout = 'ignore', label }) {
-  const child = spawn(command, args, { stdio: [stdin, stdout, 'pipe'], detached: true });
+function startProcess(command, args, { stdin = 'ignore', stdout = 'ignore', label, env }) {
+  const child = spawn(command, args, { stdio: [stdin, stdout, 'pipe'], detached: true, ...(env ? { env } : {}) });
   const proc = { child, label: label ?? command, stderr: '', endedAt: undefined, exit: undefined };
   live.add(proc);
   child.stderr.setEncoding('utf8');
@@ -652,9 +815,10 @@ function summarize(result, corpus, stat) {
   const chosen = pickRun(result.runs, speeds, stat);
   const names = Object.keys(chosen.processes);
   const peakRss = (name) => Math.max(...result.runs.map((run) => run.processes[name].rssMiB));
-  const rss = result.case.id.startsWith('a')
-    ? names.map((name) => `${name} ${peakRss(name).toFixed(0)}`).join(', ')
-    : `total ${names.reduce((sum, name) => sum + peakRss(name), 0).toFixed(0)}`;
+  const rss =
+    result.case.id.startsWith('a') || result.case.perProcessRss
+      ? names.map((name) => `${name} ${peakRss(name).toFixed(0)}`).join(', ')
+      : `total ${names.reduce((sum, name) => sum + peakRss(name), 0).toFixed(0)}`;
   const cpuSeconds = names.reduce((sum, name) => sum + chosen.processes[name].cpuSeconds, 0);
   const othersCpu = Math.max(0, chosen.machine.busy - cpuSeconds);
   const width = Math.max(...names.map((name) => name.length));
@@ -667,6 +831,7 @@ function summarize(result, corpus, stat) {
       const exited = p.exitSeconds === undefined ? '' : `, exited at ${p.exitSeconds.toFixed(2)} s`;
       return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}`;
     }),
+    ...(chosen.requests ? [`    requests: ${describeRequests(chosen.requests)}`] : []),
   ];
   return {
     id: result.case.id,
@@ -680,7 +845,20 @@ function summarize(result, corpus, stat) {
     othersCpu,
     rss,
     details,
+    requests: chosen.requests,
   };
+}
+
+function describeRequests(r) {
+  const list = (counts) =>
+    Object.entries(counts)
+      .filter(([, n]) => n > 0)
+      .map(([op, n]) => `${n} ${op.toUpperCase()}`)
+      .join(' + ');
+  return (
+    `${r.chunks} chunks; send ${list(r.sendRequests)} = ${r.sendPutsPerChunk.toFixed(2)} PUT/chunk; ` +
+    `receive ${list(r.receiveRequests)} = ${r.receiveGetsPerChunk.toFixed(2)} GET/chunk`
+  );
 }
 
 /** The run whose speed is the reported one (for an even count, the faster of the middle two). */
@@ -705,8 +883,21 @@ function targetLines(rows) {
     table.push(targetRow(row, seed, 10, `≥ 10× (b)`, (ratio) => `${ratio.toFixed(1)}×`));
     table.push(targetRow(row, ceiling, 0.6, `≥ 60% of (c)`, (ratio) => `${(ratio * 100).toFixed(0)}%`));
   }
-  if (table.length === 0) return [];
-  return [...lines, ...formatTable(table).map((line) => `  ${line}`)];
+  const viaS3 = rows.find((r) => r.id === 'd');
+  const sdk = rows.find((r) => r.id === 'e');
+  const s3Lines = [];
+  if (viaS3) {
+    const r = viaS3.requests;
+    s3Lines.push('S3 (issue 3): sender about 1 PUT per chunk plus a manifest update every few seconds; receiver ≤ 1.2 GET per chunk');
+    const rows3 = [
+      [viaS3.label, 'PUT per chunk', r.sendPutsPerChunk.toFixed(2), r.sendPutsPerChunk <= 1.2 ? 'PASS' : 'FAIL'],
+      [viaS3.label, 'GET per chunk', r.receiveGetsPerChunk.toFixed(2), r.receiveGetsPerChunk <= 1.2 ? 'PASS' : 'FAIL'],
+    ];
+    if (sdk) rows3.push([viaS3.label, 'vs (e), plain SDK', `${((viaS3.MBps / sdk.MBps) * 100).toFixed(0)}% of its MB/s`, '']);
+    s3Lines.push(...formatTable(rows3).map((line) => `  ${line}`));
+  }
+  if (table.length === 0) return s3Lines;
+  return [...lines, ...formatTable(table).map((line) => `  ${line}`), ...s3Lines];
 }
 
 function targetRow(row, reference, factor, goal, describe) {

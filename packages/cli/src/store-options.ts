@@ -13,7 +13,8 @@ export const storeOptionSpec: OptionSpec = {
 
 export const storeOptionsHelp = `store options (s3:// and gs:// URLs; credentials come from the standard AWS and Google chains):
   --s3-endpoint URL     an S3-compatible server (Ceph, MinIO, R2); env BUCKETPIPE_S3_ENDPOINT or AWS_ENDPOINT_URL_S3
-  --s3-path-style       path-style addressing (http://host/bucket/key); env BUCKETPIPE_S3_PATH_STYLE=1
+  --s3-path-style       path-style addressing (http://host/bucket/key) on AWS itself; always used
+                        with a custom endpoint; env BUCKETPIPE_S3_PATH_STYLE=1
   --s3-region REGION    default: from AWS_REGION / the profile; us-east-1 for a custom endpoint
   --gcs-endpoint URL    a GCS-compatible test server; env STORAGE_EMULATOR_HOST
   --unsafe-unconditional-writes
