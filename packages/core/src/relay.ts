@@ -158,6 +158,7 @@ export async function relay(options: RelayOptions): Promise<RelaySummary> {
       report();
     };
 
+    let pollDue: Promise<'poll'> | undefined;
     for (;;) {
       schedule();
       const done = resumeFrom + copied.value;
@@ -168,10 +169,14 @@ export async function relay(options: RelayOptions): Promise<RelaySummary> {
         if (!published || !sameBytes(published.body, ready.body)) await publish(ready);
       }
       if (latest.manifest.state !== 'sending' && published && sameBytes(published.body, latest.body)) break;
-      // Wake up when a copy completes (to publish sooner) or when it is time to look at the source again.
-      const pollDue = sleep(options.pollIntervalMs, undefined, { signal }).then(() => 'poll' as const);
-      pollDue.catch(() => {});
+      // Wake up when a copy completes (to publish sooner) or when it is time to look at the source
+      // again; one poll timer at a time, however many copies complete in between.
+      if (!pollDue) {
+        pollDue = sleep(options.pollIntervalMs, undefined, { signal }).then(() => 'poll' as const);
+        pollDue.catch(() => {});
+      }
       const reason = await raceAbort(Promise.race([pollDue, progressed.wait().then(() => 'copied' as const)]), signal);
+      if (reason === 'poll') pollDue = undefined;
       if (reason === 'poll' && latest.manifest.state === 'sending') {
         const next = await readSource();
         if (!next) {
