@@ -12,6 +12,7 @@ import { DEFAULT_BUFFER_BYTES } from './limits.js';
 import { type Manifest, readManifest } from './manifest.js';
 import { waitForManifest } from './manifest-follow.js';
 import { type RetryPolicy, withRetry } from './retry.js';
+import { sharedAbortController } from './shared-abort.js';
 import type { Sink } from './sink.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
@@ -72,7 +73,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     intervalMs: Math.max(1000, options.pollIntervalMs),
     onWarning: options.onWarning,
   });
-  const abort = new AbortController();
+  const abort = sharedAbortController();
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const signal = abort.signal;

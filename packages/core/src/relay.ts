@@ -7,6 +7,7 @@ import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { MANIFEST_KEY, type Manifest, parseManifest } from './manifest.js';
 import { type RetryPolicy, withRetry } from './retry.js';
+import { sharedAbortController } from './shared-abort.js';
 import { isPreconditionFailure, type ObjectStore } from './store.js';
 import { streamIdToBytes } from './stream-id.js';
 import { Watermark } from './watermark.js';
@@ -56,7 +57,7 @@ export interface RelaySummary {
 export async function relay(options: RelayOptions): Promise<RelaySummary> {
   const { source, destination } = options;
   const started = performance.now();
-  const abort = new AbortController();
+  const abort = sharedAbortController();
   const onOuterAbort = () => abort.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const signal = abort.signal;

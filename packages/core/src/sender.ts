@@ -9,6 +9,7 @@ import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { createManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest } from './manifest.js';
 import { ManifestWriter } from './manifest-writer.js';
 import { type RetryPolicy, withRetry } from './retry.js';
+import { sharedAbortController } from './shared-abort.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
 import { StreamDigest } from './stream-digest.js';
@@ -87,7 +88,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   };
   const etag = await withRetry(() => createManifest(store, initial), { policy: options.retry, signal: options.signal });
 
-  const abort = new AbortController();
+  const abort = sharedAbortController();
   let firstError: unknown;
   const fail = (error: unknown) => {
     firstError ??= error;
