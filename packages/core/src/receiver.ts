@@ -118,7 +118,10 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
             retry: options.retry,
             missing: options.missingChunk,
             signal,
-            onWaiting: options.onWaiting,
+            // Only the chunk the sink waits for is worth telling about; others are read-ahead.
+            onWaiting: (what) => {
+              if (index === position) options.onWaiting?.(what);
+            },
           }),
         );
         try {

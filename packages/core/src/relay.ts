@@ -98,7 +98,10 @@ export async function relay(options: RelayOptions): Promise<RelaySummary> {
           retry: options.retry,
           missing: options.missingChunk,
           signal,
-          onWaiting: options.onWaiting,
+          // Only the lowest chunk not yet copied holds the destination's manifest back.
+          onWaiting: (what) => {
+            if (index === resumeFrom + copied.value) options.onWaiting?.(what);
+          },
         });
         try {
           verifyChunkObject(object, chunkKey(index), index, streamIdBytes);
