@@ -12,11 +12,16 @@ export interface WaitForManifestOptions {
 
 /** Polls until the stream's manifest exists: followers may start before the sender. */
 export async function waitForManifest(store: ObjectStore, options: WaitForManifestOptions): Promise<Manifest> {
+  return (await waitForStream(store, () => readManifest(store), options)).manifest;
+}
+
+/** The same wait, with the caller's own way of reading the manifest (e.g. keeping its bytes). */
+export async function waitForStream<T>(store: ObjectStore, read: () => Promise<T | null>, options: WaitForManifestOptions): Promise<T> {
   for (;;) {
-    const found = await withRetry(() => readManifest(store), { policy: options.retry, signal: options.signal });
+    const found = await withRetry(read, { policy: options.retry, signal: options.signal });
     if (found) {
       options.onWaiting?.(null);
-      return found.manifest;
+      return found;
     }
     options.onWaiting?.(`the stream to start (no ${MANIFEST_KEY} at ${store.description} yet)`);
     await sleep(options.pollIntervalMs, undefined, { signal: options.signal });

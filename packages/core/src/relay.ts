@@ -6,6 +6,7 @@ import { chunkKey, readChunk } from './chunk.js';
 import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { MANIFEST_KEY, type Manifest, parseManifest } from './manifest.js';
+import { waitForStream } from './manifest-follow.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import { sharedAbortController } from './shared-abort.js';
 import { isPreconditionFailure, type ObjectStore } from './store.js';
@@ -63,7 +64,12 @@ export async function relay(options: RelayOptions): Promise<RelaySummary> {
   const signal = abort.signal;
   const readSource = () => withRetry(() => readManifestCopy(source, signal), { policy: options.retry, signal });
   try {
-    let latest = await waitForSource(readSource, source, options, signal);
+    let latest = await waitForStream(source, () => readManifestCopy(source, signal), {
+      pollIntervalMs: options.pollIntervalMs,
+      retry: options.retry,
+      signal,
+      onWaiting: options.onWaiting,
+    });
     const streamId = latest.manifest.streamId;
     const streamIdBytes = streamIdToBytes(streamId);
     const existing = await withRetry(() => readManifestCopy(destination, signal), { policy: options.retry, signal });
@@ -232,23 +238,6 @@ async function readManifestCopy(store: ObjectStore, signal: AbortSignal): Promis
   const object = await store.get(MANIFEST_KEY, { signal });
   if (!object) return null;
   return { manifest: parseManifest(object.body, `${store.description}/${MANIFEST_KEY}`), body: object.body, etag: object.etag };
-}
-
-async function waitForSource(
-  read: () => Promise<ManifestCopy | null>,
-  source: ObjectStore,
-  options: RelayOptions,
-  signal: AbortSignal,
-): Promise<ManifestCopy> {
-  for (;;) {
-    const found = await read();
-    if (found) {
-      options.onWaiting?.(null);
-      return found;
-    }
-    options.onWaiting?.(`the stream to start (no ${MANIFEST_KEY} at ${source.description} yet)`);
-    await sleep(options.pollIntervalMs, undefined, { signal });
-  }
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
