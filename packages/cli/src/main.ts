@@ -29,6 +29,27 @@ const commands: Record<string, { summary: string; load: () => Promise<{ help: st
       return { help: m.inspectHelp, run: m.runInspect };
     },
   },
+  verify: {
+    summary: 'check a whole stream in place: every chunk, continuity, the stream digest',
+    load: async () => {
+      const m = await import('./commands/verify.js');
+      return { help: m.verifyHelp, run: m.runVerify };
+    },
+  },
+  ls: {
+    summary: 'list the streams under a prefix: state, size, age, receivers',
+    load: async () => {
+      const m = await import('./commands/ls.js');
+      return { help: m.lsHelp, run: m.runLs };
+    },
+  },
+  rm: {
+    summary: 'delete a stream (refuses while a receiver has not finished, unless --force)',
+    load: async () => {
+      const m = await import('./commands/rm.js');
+      return { help: m.rmHelp, run: m.runRm };
+    },
+  },
 };
 
 export const mainHelp = `usage: bucketpipe <command> [options]

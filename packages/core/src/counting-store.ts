@@ -1,4 +1,4 @@
-import type { GetOptions, ListedObject, ObjectInfo, ObjectStore, PutOptions, StoredObject } from './store.js';
+import type { GetOptions, ListedObject, ListOptions, ObjectInfo, ObjectStore, PutOptions, StoredObject } from './store.js';
 
 /** Requests made of a store, by operation: what a transfer cost in API calls. */
 export interface RequestCounts {
@@ -46,7 +46,7 @@ export class CountingStore implements ObjectStore {
     return this.#inner.head(key);
   }
 
-  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListedObject> {
+  list(prefix: string, options?: ListOptions): AsyncIterable<ListedObject> {
     this.#counts.list++;
     return this.#inner.list(prefix, options);
   }

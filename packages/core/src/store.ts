@@ -17,8 +17,11 @@ export interface ObjectStore {
   /** Reads an object, or the byte range [start, end) of it; null when absent. */
   get(key: string, options?: GetOptions): Promise<StoredObject | null>;
   head(key: string): Promise<ObjectInfo | null>;
-  /** Every key starting with `prefix`, in ascending byte order of the key. */
-  list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListedObject>;
+  /**
+   * Every key starting with `prefix`, in ascending byte order of the key; with `startAfter`, only
+   * the keys after it (it need not exist), so that a caller can skip a range without paging through it.
+   */
+  list(prefix: string, options?: ListOptions): AsyncIterable<ListedObject>;
   /** Deletes the keys; absent keys are not an error. */
   delete(keys: readonly string[]): Promise<void>;
   /** Releases sockets, handles, timers. */
@@ -28,6 +31,12 @@ export interface ObjectStore {
 export interface PutOptions {
   ifNoneMatch?: true;
   ifMatch?: string;
+  signal?: AbortSignal;
+}
+
+export interface ListOptions {
+  /** Lists only keys greater (in byte order) than this one. */
+  startAfter?: string;
   signal?: AbortSignal;
 }
 

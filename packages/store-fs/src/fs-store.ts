@@ -7,6 +7,7 @@ import {
   assertValidKey,
   type GetOptions,
   type ListedObject,
+  type ListOptions,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
@@ -138,13 +139,13 @@ export class FsStore implements ObjectStore {
     }
   }
 
-  async *list(prefix: string): AsyncIterable<ListedObject> {
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListedObject> {
     // Walk from the deepest directory the prefix names in full; filter the rest by string prefix.
     const cut = prefix.lastIndexOf('/');
     const baseKey = cut === -1 ? '' : prefix.slice(0, cut);
     if (baseKey !== '') assertValidKey(baseKey);
     const keys: ListedObject[] = [];
-    await this.#collect(baseKey === '' ? this.root : this.#path(baseKey), baseKey, prefix, keys);
+    await this.#collect(baseKey === '' ? this.root : this.#path(baseKey), baseKey, prefix, options.startAfter, keys);
     keys.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     yield* keys;
   }
@@ -165,7 +166,7 @@ export class FsStore implements ObjectStore {
     return join(this.root, ...key.split('/'));
   }
 
-  async #collect(dir: string, dirKey: string, prefix: string, into: ListedObject[]): Promise<void> {
+  async #collect(dir: string, dirKey: string, prefix: string, startAfter: string | undefined, into: ListedObject[]): Promise<void> {
     let entries: import('node:fs').Dirent[];
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -177,8 +178,12 @@ export class FsStore implements ObjectStore {
       if (entry.name.startsWith('.')) continue;
       const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
       if (entry.isDirectory()) {
-        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) await this.#collect(join(dir, entry.name), key, prefix, into);
-      } else if (entry.isFile() && key.startsWith(prefix)) {
+        // Every key below `key/` sorts before `startAfter` unless `startAfter` itself lies below it.
+        const skipped = startAfter !== undefined && `${key}/` < startAfter && !startAfter.startsWith(`${key}/`);
+        if (!skipped && (key.startsWith(prefix) || prefix.startsWith(`${key}/`))) {
+          await this.#collect(join(dir, entry.name), key, prefix, startAfter, into);
+        }
+      } else if (entry.isFile() && key.startsWith(prefix) && (startAfter === undefined || key > startAfter)) {
         const info = await stat(join(dir, entry.name)).catch(() => undefined);
         if (info) into.push({ key, size: info.size });
       }

@@ -3,6 +3,7 @@ import {
   assertValidKey,
   type GetOptions,
   type ListedObject,
+  type ListOptions,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
@@ -162,7 +163,9 @@ export class GcsObjectStore implements ObjectStore {
     }
   }
 
-  async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListedObject> {
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListedObject> {
+    // startOffset is inclusive: the object named exactly startAfter is dropped below.
+    const startAfter = options.startAfter === undefined ? undefined : this.#root + options.startAfter;
     let pageToken: string | undefined;
     do {
       options.signal?.throwIfAborted();
@@ -173,13 +176,16 @@ export class GcsObjectStore implements ObjectStore {
           maxResults: PAGE_SIZE,
           autoPaginate: false,
           fields: LIST_FIELDS,
+          ...(startAfter === undefined ? {} : { startOffset: startAfter }),
           ...(pageToken === undefined ? {} : { pageToken }),
         });
       } catch (error) {
         throw this.#error(error, { action: 'list', object: `${this.#root}${prefix}*` });
       }
       const page = parseListPage(response);
-      for (const item of page.items) yield { key: item.name.slice(this.#root.length), size: item.size };
+      for (const item of page.items) {
+        if (item.name !== startAfter) yield { key: item.name.slice(this.#root.length), size: item.size };
+      }
       if (page.nextPageToken !== undefined && page.nextPageToken === pageToken) {
         throw new StoreError(
           'fatal',

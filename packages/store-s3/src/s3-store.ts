@@ -11,6 +11,7 @@ import {
   assertValidKey,
   type GetOptions,
   type ListedObject,
+  type ListOptions,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
@@ -158,13 +159,16 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListedObject> {
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListedObject> {
     assertValidListPrefix(prefix);
+    // The continuation token carries the position from the second page on.
+    const startAfter = options.startAfter === undefined ? undefined : this.#root + options.startAfter;
     let token: string | undefined;
     do {
       const continuation = token;
+      const position = continuation === undefined ? { StartAfter: startAfter } : { ContinuationToken: continuation };
       const page = await this.#send('list', prefix, options.signal, (client, abortSignal) =>
-        client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#root + prefix, ContinuationToken: continuation }), {
+        client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.#root + prefix, ...position }), {
           abortSignal,
         }),
       );

@@ -1,5 +1,5 @@
 import { createHash, randomFillSync } from 'node:crypto';
-import { type ObjectStore, StoreError, type StoreErrorKind } from '@bucketpipe/core';
+import { type ListOptions, type ObjectStore, StoreError, type StoreErrorKind } from '@bucketpipe/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { byteOrder } from './memory-store.js';
 
@@ -30,14 +30,14 @@ export async function expectStoreError(promise: Promise<unknown>, kind: StoreErr
   return outcome.error as StoreError;
 }
 
-async function collect(store: ObjectStore, prefix: string): Promise<Array<{ key: string; size: number }>> {
+async function collect(store: ObjectStore, prefix: string, options?: ListOptions): Promise<Array<{ key: string; size: number }>> {
   const out: Array<{ key: string; size: number }> = [];
-  for await (const item of store.list(prefix)) out.push({ key: item.key, size: item.size });
+  for await (const item of store.list(prefix, options)) out.push({ key: item.key, size: item.size });
   return out;
 }
 
-async function keysOf(store: ObjectStore, prefix: string): Promise<string[]> {
-  return (await collect(store, prefix)).map((item) => item.key);
+async function keysOf(store: ObjectStore, prefix: string, options?: ListOptions): Promise<string[]> {
+  return (await collect(store, prefix, options)).map((item) => item.key);
 }
 
 /** Runs `task` over `items` with at most `limit` at a time. */
@@ -221,6 +221,31 @@ export function describeStoreConformance(
         expect(await keysOf(store, '')).toEqual(keys);
       });
 
+      it('lists only the keys after startAfter (exclusive; it need not exist), skipping whole directories', { timeout }, async () => {
+        const keys = [
+          'a/chunks/000000000000',
+          'a/chunks/000000000001',
+          'a/chunks/zz',
+          'a/manifest.json',
+          'a/receivers/r.json',
+          'ab',
+          'b/chunks/000000000000',
+          'b/manifest.json',
+        ];
+        for (const [i, key] of keys.entries()) await store.put(key, new Uint8Array(i));
+        const keysAfter = (startAfter: string, prefix = '') => keysOf(store, prefix, { startAfter });
+        expect(await keysAfter('a/chunks/000000000000')).toEqual(keys.slice(1));
+        expect(await keysAfter('a/chunks/999999999999')).toEqual(keys.slice(2));
+        expect(await keysAfter('a/chunks0')).toEqual(keys.slice(3));
+        expect(await keysAfter('a/')).toEqual(keys);
+        expect(await keysAfter('a/zzz')).toEqual(keys.slice(5));
+        expect(await keysAfter('')).toEqual(keys);
+        expect(await keysAfter('b/manifest.json')).toEqual([]);
+        expect(await collect(store, 'a/', { startAfter: 'a/manifest.json' })).toEqual([{ key: 'a/receivers/r.json', size: 4 }]);
+        expect(await keysAfter('a/chunks/000000000001', 'b/')).toEqual(['b/chunks/000000000000', 'b/manifest.json']);
+        expect(await keysAfter('b/chunks/000000000000', 'a/')).toEqual([]);
+      });
+
       it('lists nothing for a prefix nothing starts with', { timeout }, async () => {
         await store.put('chunks/000000000000', text('x'));
         expect(await keysOf(store, 'nothing/')).toEqual([]);
@@ -242,6 +267,8 @@ export function describeStoreConformance(
         expect(listed.every((item) => item.size === 4)).toBe(true);
         // A prefix that selects keys from the second page only.
         expect(await keysOf(store, `many/${String(1000).padStart(12, '0').slice(0, 11)}`)).toEqual(keys.slice(1000, 1010));
+        // startAfter on the first page, then paging from there.
+        expect(await keysOf(store, 'many/', { startAfter: keys[2] })).toEqual(keys.slice(3));
         // Stopping early must not fail or hang.
         let seen = 0;
         for await (const _ of store.list('many/')) if (++seen === 3) break;

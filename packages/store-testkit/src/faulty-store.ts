@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type GetOptions,
   type ListedObject,
+  type ListOptions,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
@@ -175,7 +176,7 @@ export class FaultyStore implements ObjectStore {
     return result;
   }
 
-  async *list(prefix: string, options?: { signal?: AbortSignal }): AsyncIterable<ListedObject> {
+  async *list(prefix: string, options?: ListOptions): AsyncIterable<ListedObject> {
     const request = this.#record('list', prefix);
     const faults = await this.#before(request);
     yield* this.inner.list(prefix, options);

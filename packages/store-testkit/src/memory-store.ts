@@ -2,6 +2,7 @@ import {
   assertValidKey,
   type GetOptions,
   type ListedObject,
+  type ListOptions,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
@@ -67,10 +68,13 @@ export class MemoryStore implements ObjectStore {
     return entry ? { size: entry.body.length, etag: entry.etag } : null;
   }
 
-  async *list(prefix: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListedObject> {
+  async *list(prefix: string, options: ListOptions = {}): AsyncIterable<ListedObject> {
     await this.#enter(undefined, options.signal);
+    const { startAfter } = options;
     // A snapshot: writes during the iteration do not disturb it.
-    const listed = this.keys(prefix).map((key) => ({ key, size: this.#objects.get(key)?.body.length ?? 0 }));
+    const listed = this.keys(prefix)
+      .filter((key) => startAfter === undefined || byteOrder(key, startAfter) > 0)
+      .map((key) => ({ key, size: this.#objects.get(key)?.body.length ?? 0 }));
     for (const item of listed) {
       options.signal?.throwIfAborted();
       yield item;

@@ -1,0 +1,153 @@
+import { join } from 'node:path';
+import {
+  formatBytes,
+  type ListedStream,
+  listStreams,
+  parseStreamUrl,
+  receiversOf,
+  SENDER_STALE_AFTER_MS,
+  senderStatus,
+} from '@bucketpipe/core';
+import { exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import { describeRatio, ProgressReporter } from '../progress.js';
+import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
+import { openStreamStore } from '../stores.js';
+
+export const lsHelp = `usage: bucketpipe ls <url> [--json]
+
+Lists the streams at and below <url> (a directory, s3://bucket/prefix or gs://bucket/prefix): every
+key prefix that holds a manifest.json, in key order, with its state, raw and stored size, chunks,
+age and receivers. A sending stream whose heartbeat is older than ${SENDER_STALE_AFTER_MS / 1000}s is marked stale: its
+sender has died without marking it aborted. Costs about one listing request per stream, however
+many chunks it has.
+
+options:
+  --json        one JSON object: {"location", "streams": [...]}
+  -h, --help
+
+${storeOptionsHelp}
+`;
+
+const spec: OptionSpec = { json: { type: 'boolean' }, ...storeOptionSpec };
+
+/** One row of the listing, as --json prints it. */
+export interface StreamRow {
+  url: string;
+  path: string;
+  state: string;
+  stale?: boolean;
+  heartbeatAgeSeconds?: number;
+  streamId?: string;
+  createdAt?: string;
+  ageSeconds?: number;
+  chunks?: number;
+  chunkSize?: number;
+  rawBytes?: number;
+  storedBytes?: number;
+  receivers?: { count: number; done: number; ids: Array<{ id: string; state: string }> };
+  error?: { code: string; message: string };
+}
+
+export async function runLs(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv, spec, 'ls');
+  const url = exactlyOnePositional(parsed, 'ls', '<url>');
+  const store = await openStreamStore(url, storeOpenOptions(parsed.values));
+  try {
+    const streams = await listStreams(store);
+    const now = Date.now();
+    const rows = streams.map((s) => streamRow(url, s, now));
+    if (parsed.values.json === true) {
+      process.stdout.write(`${JSON.stringify({ location: store.description, streams: rows }, null, 2)}\n`);
+    } else {
+      process.stdout.write(renderLs(store.description, rows));
+    }
+    new ProgressReporter().summary({ command: 'ls', location: store.description, streams: rows.length, requests: store.counts });
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
+/** The URL a stream at `path` below `base` has, spelled the way the user spelled `base` (a path stays a path). */
+function streamUrl(base: string, path: string): string {
+  if (path === '') return base;
+  const location = parseStreamUrl(base);
+  if (location.scheme === 'file' && 'path' in location && !/^file:/i.test(base.trim())) return join(location.path, path);
+  return `${location.href}/${path}`;
+}
+
+export function streamRow(base: string, s: ListedStream, now: number): StreamRow {
+  const url = streamUrl(base, s.path);
+  const m = s.manifest;
+  if (!m) return { url, path: s.path, state: 'unreadable', ...(s.problem ? { error: s.problem } : {}) };
+  const sender = senderStatus(m, now);
+  const receivers = receiversOf(m, s.receivers);
+  return {
+    url,
+    path: s.path,
+    state: m.state,
+    ...(m.state === 'sending' ? { stale: sender.stale, heartbeatAgeSeconds: Math.round(sender.heartbeatAgeMs / 1000) } : {}),
+    streamId: m.streamId,
+    createdAt: m.createdAt,
+    ageSeconds: Math.max(0, Math.round((now - Date.parse(m.createdAt)) / 1000)),
+    chunks: m.watermark,
+    chunkSize: m.chunkSize,
+    rawBytes: m.rawBytes,
+    storedBytes: m.storedBytes,
+    receivers: {
+      count: receivers.length,
+      done: receivers.filter((r) => r.state === 'done').length,
+      ids: receivers.map((r) => ({ id: r.receiverId, state: r.state })),
+    },
+  };
+}
+
+export function renderLs(where: string, rows: StreamRow[]): string {
+  if (rows.length === 0) return `no streams at or below ${where}\n`;
+  const table: string[][] = [['STREAM', 'STATE', 'RAW', 'STORED', 'CHUNKS', 'AGE', 'RECEIVERS']];
+  const problems: string[] = [];
+  let raw = 0;
+  let stored = 0;
+  for (const r of rows) {
+    if (r.error) problems.push(`${r.url}: ${r.error.message} [${r.error.code}]`);
+    if (r.rawBytes === undefined || r.storedBytes === undefined) {
+      table.push([r.url, r.state, '-', '-', '-', '-', '-']);
+      continue;
+    }
+    raw += r.rawBytes;
+    stored += r.storedBytes;
+    const state =
+      r.state === 'sending' ? `sending${r.stale ? ', stale' : ''} (heartbeat ${compactAge(r.heartbeatAgeSeconds ?? 0)} ago)` : r.state;
+    const percent =
+      r.rawBytes === 0
+        ? ''
+        : ` (${Math.round((r.storedBytes / r.rawBytes) * 100)}%, ${(r.rawBytes / Math.max(1, r.storedBytes)).toFixed(2)}x)`;
+    const receivers = r.receivers?.count ? `${r.receivers.count} (${r.receivers.done} done)` : 'none';
+    table.push([
+      r.url,
+      state,
+      formatBytes(r.rawBytes),
+      `${formatBytes(r.storedBytes)}${percent}`,
+      String(r.chunks),
+      compactAge(r.ageSeconds ?? 0),
+      receivers,
+    ]);
+  }
+  const widths = (table[0] ?? []).map((_, column) => Math.max(...table.map((line) => (line[column] ?? '').length)));
+  const lines = table.map((line) =>
+    line
+      .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+  const count = `${rows.length} stream${rows.length === 1 ? '' : 's'}`;
+  lines.push('', `${count}: ${formatBytes(raw)} raw, ${formatBytes(stored)} stored — ${describeRatio(raw, stored)}`, ...problems);
+  return `${lines.join('\n')}\n`;
+}
+
+function compactAge(seconds: number): string {
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)}h`;
+  return `${Math.round(seconds / 86_400)}d`;
+}

@@ -1,0 +1,92 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorLine, MiB, readJson, run, tempDir, writeMixedStream } from './helpers.js';
+
+const streamBytes = 8 * MiB + 12345; // 9 chunks of 1 MiB, the last one short
+const chunk = (stream: string, index: number) => join(stream, 'chunks', String(index).padStart(12, '0'));
+const key = (index: number) => `chunks/${String(index).padStart(12, '0')}`;
+
+describe('bucketpipe verify', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let input: string;
+
+  beforeAll(async () => {
+    work = await tempDir('verify');
+    input = join(work.path, 'input.bin');
+    await writeMixedStream(input, streamBytes, 3);
+  });
+  afterAll(() => work.cleanup());
+
+  async function sendStream(name: string): Promise<string> {
+    const stream = join(work.path, name);
+    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--manifest-interval', '100ms', '--', 'cat', input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    return stream;
+  }
+
+  it('passes an intact stream with exit 0 and a verdict line', async () => {
+    const stream = await sendStream('good');
+    const result = await run(['verify', stream, '-q']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^OK: 9 chunks, 8\.01 MiB, digest matches \(stream [0-9a-f-]{36}, complete\)\n$/);
+  });
+
+  it('names every bad chunk and exits 5; --json prints the same as one object', async () => {
+    const stream = await sendStream('bad');
+    const bytes = await readFile(chunk(stream, 2));
+    bytes[bytes.length - 100] = (bytes[bytes.length - 100] ?? 0) ^ 0x01;
+    await writeFile(chunk(stream, 2), bytes);
+    await writeFile(chunk(stream, 6), (await readFile(chunk(stream, 6))).subarray(0, 5000));
+    await rm(chunk(stream, 7));
+
+    const result = await run(['verify', stream, '-q']);
+    expect(result.code, result.stderr).toBe(5);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toEqual([
+      `chunk ${key(2)} failed its payload SHA-256 check (altered or damaged in the store) [BP_CHUNK_CHECKSUM]`,
+      expect.stringMatching(new RegExp(`^chunk ${key(6)} is corrupt: truncated: .*\\[BP_CHUNK_CORRUPT\\]$`)),
+      expect.stringMatching(new RegExp(`^chunk ${key(7)} is missing from .*\\[BP_CHUNK_MISSING\\]$`)),
+      expect.stringMatching(/^FAILED: 3 of 9 chunks bad; stream digest not checked/),
+    ]);
+
+    const json = await run(['verify', stream, '--json', '-q']);
+    expect(json.code).toBe(5);
+    const report = JSON.parse(json.stdout) as { verdict: string; chunksChecked: number; problems: Array<{ key: string; code: string }> };
+    expect(report.verdict).toBe('failed');
+    expect(report.chunksChecked).toBe(8);
+    expect(report.problems.map((p) => [p.key, p.code])).toEqual([
+      [key(2), 'BP_CHUNK_CHECKSUM'],
+      [key(6), 'BP_CHUNK_CORRUPT'],
+      [key(7), 'BP_CHUNK_MISSING'],
+    ]);
+  });
+
+  it('exits 5 on a manifest digest that does not match, 4 on a malformed manifest, 3 when there is no stream', async () => {
+    const stream = await sendStream('manifest');
+    const manifest = await readJson(join(stream, 'manifest.json'));
+    const final = manifest.final as Record<string, unknown>;
+    await writeFile(join(stream, 'manifest.json'), JSON.stringify({ ...manifest, final: { ...final, digest: '0'.repeat(64) } }));
+    const mismatch = await run(['verify', stream, '-q']);
+    expect(mismatch.code).toBe(5);
+    expect(mismatch.stdout).toMatch(/stream digest [0-9a-f]{64} does not match final\.digest 0{64} .*\[BP_STREAM_CHECKSUM\]/);
+
+    await writeFile(join(stream, 'manifest.json'), JSON.stringify({ ...manifest, watermark: 'lots' }));
+    const malformed = await run(['verify', stream, '-q']);
+    expect(malformed.code).toBe(4);
+    expect(errorLine(malformed.stderr)).toMatch(/is malformed .*BP_MANIFEST_MALFORMED/);
+
+    const none = await run(['verify', join(work.path, 'no-stream'), '-q']);
+    expect(none.code).toBe(3);
+    expect(errorLine(none.stderr)).toMatch(/no stream at .*no-stream \(no manifest\.json\)/);
+  });
+
+  it('exits 6 for an aborted stream whose stored chunks are intact', async () => {
+    const stream = join(work.path, 'aborted');
+    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--', 'sh', '-c', `head -c 3000000 "${input}"; exit 3`]);
+    expect(sent.code).toBe(6);
+    const result = await run(['verify', stream, '-q']);
+    expect(result.code).toBe(6);
+    expect(result.stdout).toMatch(/^ABORTED: the sender aborted the stream \(.*exited with code 3.*\), it can never be received/);
+  });
+});
