@@ -3,6 +3,7 @@ import { isRecord } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { isPreconditionFailure, type ObjectStore } from './store.js';
 import { isStreamId } from './stream-id.js';
+import { SENDER_STALE_AFTER_MS } from './stream-status.js';
 
 export const MANIFEST_KEY = 'manifest.json';
 export const MANIFEST_FORMAT = 'bucketpipe.manifest';
@@ -74,18 +75,25 @@ export async function createManifest(store: ObjectStore, manifest: Manifest): Pr
 
 /** Replaces the manifest only if it is still the version we last wrote. */
 export async function updateManifest(store: ObjectStore, manifest: Manifest, etag: string): Promise<string> {
+  const written = await compareAndSwapManifest(store, manifest, etag);
+  if (written !== null) return written;
+  throw new StreamConflictError(
+    'BP_MANIFEST_RACE',
+    `the manifest at ${store.description}/${MANIFEST_KEY} was changed by another process while this sender owned it: stop the other sender, then use a new stream URL`,
+  );
+}
+
+/**
+ * Writes the manifest only if its current version has `etag`; returns the new ETag, or null when
+ * another process changed it first (a lost race, which the caller names).
+ */
+export async function compareAndSwapManifest(store: ObjectStore, manifest: Manifest, etag: string): Promise<string | null> {
   const body = encodeManifest(manifest);
   try {
     return (await store.put(MANIFEST_KEY, body, { ifMatch: etag })).etag;
   } catch (error) {
     if (!isPreconditionFailure(error)) throw error;
-    const landed = await ownWriteLanded(store, body);
-    if (landed !== undefined) return landed;
-    throw new StreamConflictError(
-      'BP_MANIFEST_RACE',
-      `the manifest at ${store.description}/${MANIFEST_KEY} was changed by another process while this sender owned it: stop the other sender, then use a new stream URL`,
-      { cause: error },
-    );
+    return (await ownWriteLanded(store, body)) ?? null;
   }
 }
 
@@ -104,10 +112,22 @@ function describeExisting(store: ObjectStore, existing: Manifest | undefined): s
   const where = store.description;
   if (!existing) return `a stream already exists at ${where}: choose a new stream URL or delete the old stream`;
   if (existing.state === 'sending') {
-    const age = Math.max(0, Math.round((Date.now() - Date.parse(existing.sender.heartbeatAt)) / 1000));
-    return `stream ${where} already has a sender (${existing.sender.id} on ${existing.sender.host}, heartbeat ${age}s ago): only one sender may write a stream; use a new stream URL`;
+    const ageMs = heartbeatAgeMs(existing, Date.now());
+    const sender = `${existing.sender.id} on ${existing.sender.host}, heartbeat ${Math.round(ageMs / 1000)}s ago`;
+    if (ageMs < SENDER_STALE_AFTER_MS) {
+      return `stream ${where} already has a sender (${sender}): only one sender may write a stream; use a new stream URL`;
+    }
+    return `stream ${where} already has a sender (${sender}, more than ${SENDER_STALE_AFTER_MS / 1000}s: it looks dead): only one sender may write a stream; to resume the stream, run the same send command again with --takeover`;
+  }
+  if (existing.state === 'aborted') {
+    return `stream ${where} already exists and is aborted (${existing.abortReason ?? 'no reason given'}): to resume it, run the same send command again with --takeover (then restart its receivers); or choose a new stream URL`;
   }
   return `stream ${where} already exists and is ${existing.state}: choose a new stream URL or delete the old stream`;
+}
+
+/** Milliseconds since the sender's last heartbeat by our clock; never negative. */
+export function heartbeatAgeMs(manifest: Manifest, now: number): number {
+  return Math.max(0, now - Date.parse(manifest.sender.heartbeatAt));
 }
 
 export function encodeManifest(manifest: Manifest): Uint8Array {

@@ -1,77 +1,22 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultyStore, flipByte, MemorySink, MemoryStore, pieces, randomBytes, truncate } from '@bucketpipe/store-testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { chunkKey, HEADER_FRAME_LENGTH } from './chunk.js';
-import type { MissingChunkPolicy } from './chunk-fetch.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
-import { CodecPool } from './codec-pool.js';
 import { IntegrityError, SinkFailedError, StreamConflictError } from './errors.js';
-import { MIN_CHUNK_SIZE } from './limits.js';
-import { encodeManifest, MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
-import { type ReceiveOptions, receive } from './receiver.js';
+import { encodeManifest, MANIFEST_KEY, type Manifest } from './manifest.js';
+import { background, CHUNK, digestOf, manifestOf, paced, pipelineTestKit, same, TEST_RECEIVER } from './pipeline-test-kit.js';
+import { receive } from './receiver.js';
 import { receiverKey } from './receiver-cursor.js';
-import type { RetryPolicy } from './retry.js';
-import { type SendOptions, type SendSummary, send } from './sender.js';
-import type { ObjectStore } from './store.js';
-import { streamDigestOf } from './stream-digest.js';
+import { type SendSummary, send } from './sender.js';
 import { streamIdToBytes } from './stream-id.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
 vi.mock('@bucketpipe/core', () => import('./index.js'));
 
-const CHUNK = MIN_CHUNK_SIZE; // 64 KiB
-const fastRetry: RetryPolicy = { attempts: 6, baseDelayMs: 1, maxDelayMs: 4 };
-const fastMissing: MissingChunkPolicy = { timeoutMs: 300, firstDelayMs: 5, maxDelayMs: 50 };
 const CHUNK_KEYS = /^chunks\//;
-let codec: CodecPool;
-
-beforeAll(() => {
-  codec = new CodecPool(2);
-});
-afterAll(async () => {
-  await codec.close();
-});
-
-function sendOptions(store: ObjectStore, source: AsyncIterable<Uint8Array>, more: Partial<SendOptions> = {}): SendOptions {
-  return {
-    store,
-    source,
-    chunkSize: CHUNK,
-    level: 1,
-    concurrency: 4,
-    bufferBytes: 8 * chunkObjectBound(CHUNK),
-    manifestIntervalMs: 5,
-    heartbeatIntervalMs: 1_000,
-    codec,
-    retry: fastRetry,
-    ...more,
-  };
-}
-
-function receiveOptions(store: ObjectStore, sink: MemorySink, more: Partial<ReceiveOptions> = {}): ReceiveOptions {
-  return {
-    store,
-    sink,
-    concurrency: 4,
-    bufferBytes: 8 * (CHUNK + chunkObjectBound(CHUNK)),
-    pollIntervalMs: 5,
-    receiverId: 'test-receiver',
-    codec,
-    retry: fastRetry,
-    missingChunk: fastMissing,
-    ...more,
-  };
-}
-
-/** Marks a promise that runs alongside the test as handled at once: it may settle while the test awaits something else. */
-function background<T>(promise: Promise<T>): Promise<T> {
-  void promise.catch(() => {});
-  return promise;
-}
-
-const digestOf = (bytes: Uint8Array) => streamDigestOf(bytes, CHUNK);
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+const { sendOptions, receiveOptions } = pipelineTestKit();
 
 /** A complete stream of `data` in a fresh MemoryStore. */
 async function storedStream(data: Uint8Array): Promise<{ store: MemoryStore; sent: SendSummary }> {
@@ -80,27 +25,13 @@ async function storedStream(data: Uint8Array): Promise<{ store: MemoryStore; sen
   return { store, sent };
 }
 
-async function manifestOf(store: ObjectStore): Promise<Manifest> {
-  const found = await readManifest(store);
-  if (!found) throw new Error('no manifest');
-  return found.manifest;
-}
-
 async function rewriteManifest(store: MemoryStore, change: (manifest: Manifest) => Manifest): Promise<void> {
   await store.put(MANIFEST_KEY, encodeManifest(change(await manifestOf(store))));
 }
 
 async function cursorOf(store: MemoryStore): Promise<Record<string, unknown>> {
-  const bytes = store.peek(receiverKey('test-receiver'));
+  const bytes = store.peek(receiverKey(TEST_RECEIVER));
   return bytes ? (JSON.parse(Buffer.from(bytes).toString('utf8')) as Record<string, unknown>) : {};
-}
-
-/** A source paced like a live producer: one piece every `pauseMs`. */
-async function* paced(bytes: Uint8Array, pieceSize: number, pauseMs: number): AsyncGenerator<Uint8Array> {
-  for await (const piece of pieces(bytes, pieceSize)) {
-    await sleep(pauseMs);
-    yield piece;
-  }
 }
 
 describe('a receiver following a live sender', () => {
@@ -152,9 +83,9 @@ describe('requests per chunk', () => {
     expect(gets).toBe(chunks + 1);
     expect(store.counts.head + store.counts.list + store.counts.delete).toBe(0);
     // Its own cursor: published when it starts and when it ends, and at most once a second between.
-    expect(store.count('put', receiverKey('test-receiver'))).toBeGreaterThanOrEqual(1);
-    expect(store.count('put', receiverKey('test-receiver'))).toBeLessThanOrEqual(3);
-    expect(store.count('put')).toBe(store.count('put', receiverKey('test-receiver')));
+    expect(store.count('put', receiverKey(TEST_RECEIVER))).toBeGreaterThanOrEqual(1);
+    expect(store.count('put', receiverKey(TEST_RECEIVER))).toBeLessThanOrEqual(3);
+    expect(store.count('put')).toBe(store.count('put', receiverKey(TEST_RECEIVER)));
   });
 
   it('for a stream received live: one GET per chunk, plus manifest polls bounded by the poll interval', async () => {

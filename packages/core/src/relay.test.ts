@@ -1,89 +1,22 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultyStore, flipByte, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chunkKey } from './chunk.js';
-import type { MissingChunkPolicy } from './chunk-fetch.js';
-import { chunkObjectBound } from './codec.js';
-import { CodecPool } from './codec-pool.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
-import { MIN_CHUNK_SIZE } from './limits.js';
 import { MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
-import { type ReceiveOptions, receive } from './receiver.js';
+import { background, CHUNK, digestOf, fastMissing, fastRetry, manifestOf, paced, pipelineTestKit, same } from './pipeline-test-kit.js';
+import { receive } from './receiver.js';
 import { type RelayOptions, type RelayProgress, relay } from './relay.js';
-import type { RetryPolicy } from './retry.js';
-import { type SendOptions, send } from './sender.js';
+import { send } from './sender.js';
 import type { ObjectStore } from './store.js';
-import { streamDigestOf } from './stream-digest.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
 vi.mock('@bucketpipe/core', () => import('./index.js'));
 
-const CHUNK = MIN_CHUNK_SIZE;
-const fastRetry: RetryPolicy = { attempts: 6, baseDelayMs: 1, maxDelayMs: 4 };
-const fastMissing: MissingChunkPolicy = { timeoutMs: 300, firstDelayMs: 5, maxDelayMs: 50 };
-let codec: CodecPool;
-
-beforeAll(() => {
-  codec = new CodecPool(2);
-});
-afterAll(async () => {
-  await codec.close();
-});
-
-function sendOptions(store: ObjectStore, source: AsyncIterable<Uint8Array>): SendOptions {
-  return {
-    store,
-    source,
-    chunkSize: CHUNK,
-    level: 1,
-    concurrency: 4,
-    bufferBytes: 8 * chunkObjectBound(CHUNK),
-    manifestIntervalMs: 5,
-    heartbeatIntervalMs: 1_000,
-    codec,
-    retry: fastRetry,
-  };
-}
+const { sendOptions, receiveOptions } = pipelineTestKit();
 
 function relayOptions(source: ObjectStore, destination: ObjectStore, more: Partial<RelayOptions> = {}): RelayOptions {
   return { source, destination, concurrency: 4, pollIntervalMs: 5, retry: fastRetry, missingChunk: fastMissing, ...more };
-}
-
-function receiveOptions(store: ObjectStore, sink: MemorySink, more: Partial<ReceiveOptions> = {}): ReceiveOptions {
-  return {
-    store,
-    sink,
-    concurrency: 4,
-    bufferBytes: 8 * (CHUNK + chunkObjectBound(CHUNK)),
-    pollIntervalMs: 5,
-    receiverId: 'after-relay',
-    codec,
-    retry: fastRetry,
-    missingChunk: fastMissing,
-    ...more,
-  };
-}
-
-function background<T>(promise: Promise<T>): Promise<T> {
-  void promise.catch(() => {});
-  return promise;
-}
-
-async function* paced(bytes: Uint8Array, pieceSize: number, pauseMs: number): AsyncGenerator<Uint8Array> {
-  for await (const piece of pieces(bytes, pieceSize)) {
-    await sleep(pauseMs);
-    yield piece;
-  }
-}
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-const digestOf = (bytes: Uint8Array) => streamDigestOf(bytes, CHUNK);
-
-async function manifestOf(store: ObjectStore): Promise<Manifest> {
-  const found = await readManifest(store);
-  if (!found) throw new Error('no manifest');
-  return found.manifest;
 }
 
 describe('relay', () => {

@@ -1,77 +1,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compressibleBytes, FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chunkKey } from './chunk.js';
 import { chunkObjectBound } from './codec.js';
-import { CodecPool } from './codec-pool.js';
 import { SourceFailedError, StreamConflictError } from './errors.js';
-import { MIN_CHUNK_SIZE } from './limits.js';
-import { MANIFEST_KEY, type Manifest, parseManifest, readManifest } from './manifest.js';
-import { type ReceiveOptions, receive } from './receiver.js';
-import type { RetryPolicy } from './retry.js';
-import { type SendOptions, send } from './sender.js';
-import { type ObjectStore, StoreError } from './store.js';
-import { streamDigestOf } from './stream-digest.js';
+import { MANIFEST_KEY, type Manifest, parseManifest } from './manifest.js';
+import { background, CHUNK, digestOf, fastRetry, manifestOf, pipelineTestKit, same } from './pipeline-test-kit.js';
+import { receive } from './receiver.js';
+import { send } from './sender.js';
+import { StoreError } from './store.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
 vi.mock('@bucketpipe/core', () => import('./index.js'));
 
-const CHUNK = MIN_CHUNK_SIZE; // 64 KiB
-const fastRetry: RetryPolicy = { attempts: 6, baseDelayMs: 1, maxDelayMs: 4 };
-let codec: CodecPool;
-
-beforeAll(() => {
-  codec = new CodecPool(2);
-});
-afterAll(async () => {
-  await codec.close();
-});
-
-function sendOptions(store: ObjectStore, source: AsyncIterable<Uint8Array>, more: Partial<SendOptions> = {}): SendOptions {
-  return {
-    store,
-    source,
-    chunkSize: CHUNK,
-    level: 1,
-    concurrency: 4,
-    bufferBytes: 8 * chunkObjectBound(CHUNK),
-    manifestIntervalMs: 5,
-    heartbeatIntervalMs: 1_000,
-    codec,
-    retry: fastRetry,
-    ...more,
-  };
-}
-
-function receiveOptions(store: ObjectStore, sink: MemorySink, more: Partial<ReceiveOptions> = {}): ReceiveOptions {
-  return {
-    store,
-    sink,
-    concurrency: 4,
-    bufferBytes: 8 * (CHUNK + chunkObjectBound(CHUNK)),
-    pollIntervalMs: 5,
-    receiverId: 'test-receiver',
-    codec,
-    retry: fastRetry,
-    ...more,
-  };
-}
-
-/** Marks a promise that runs alongside the test as handled at once: it may settle while the test awaits something else. */
-function background<T>(promise: Promise<T>): Promise<T> {
-  void promise.catch(() => {});
-  return promise;
-}
-
-const digestOf = (bytes: Uint8Array) => streamDigestOf(bytes, CHUNK);
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
-
-async function manifestOf(store: ObjectStore): Promise<Manifest> {
-  const found = await readManifest(store);
-  if (!found) throw new Error('no manifest');
-  return found.manifest;
-}
+const { sendOptions, receiveOptions } = pipelineTestKit();
 
 /** A source that yields `bytes` in pieces, one event-loop turn apart, and records whether it was stopped. */
 function trackedSource(bytes: Uint8Array, pieceSize: number, pauseMs = 0) {

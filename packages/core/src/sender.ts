@@ -1,19 +1,28 @@
-import { hostname } from 'node:os';
 import pLimit from 'p-limit';
 import { chunkKey } from './chunk.js';
 import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
-import { UsageError } from './errors.js';
+import { IntegrityError, UsageError } from './errors.js';
 import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
-import { createManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest } from './manifest.js';
+import {
+  createManifest,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  type Manifest,
+  type SenderInfo,
+  type StreamState,
+  type VersionedManifest,
+} from './manifest.js';
 import { ManifestWriter } from './manifest-writer.js';
+import { checkStoredPrefix } from './resume-check.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import { sharedAbortController } from './shared-abort.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
 import { StreamDigest } from './stream-digest.js';
 import { newStreamId, streamIdToBytes } from './stream-id.js';
+import { claimStream, DEFAULT_STALE_AFTER_MS, findTakeoverTarget, senderInfo } from './takeover.js';
 import { formatBytes } from './units.js';
 import { Watermark } from './watermark.js';
 
@@ -31,6 +40,14 @@ export interface SendOptions {
   bufferBytes: number;
   manifestIntervalMs?: number;
   heartbeatIntervalMs?: number;
+  /**
+   * Continue the stream already at the root when its sender is gone (aborted, or a `sending`
+   * heartbeat older than `staleAfterMs`): the source is read from its start again and checked
+   * against the stored chunks, and only the rest is uploaded. Without a stream there, starts one.
+   */
+  takeover?: boolean;
+  /** With `takeover`: how old a `sending` stream's heartbeat must be (default DEFAULT_STALE_AFTER_MS). */
+  staleAfterMs?: number;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -39,6 +56,10 @@ export interface SendOptions {
 
 export interface SendProgress {
   streamId: string;
+  /** `verifying`: a takeover re-reads the chunks the stream already holds and checks them; then `sending`. */
+  phase: 'verifying' | 'sending';
+  /** Chunks stored by an earlier sender, verified rather than uploaded; 0 for a new stream. */
+  resumedFrom: number;
   chunksRead: number;
   rawBytesRead: number;
   /** Chunks below the watermark: stored, and announced or about to be. */
@@ -56,37 +77,44 @@ export interface SendSummary {
   /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
   digest: string;
   seconds: number;
+  /** Chunks 0 … resumedFrom − 1 were stored already and verified against the source; 0 for a new stream. */
+  resumedFrom: number;
+  /** Chunks this sender uploaded. */
+  chunksUploaded: number;
+  /** Time spent verifying the stored chunks. */
+  verifySeconds: number;
+  /** The sender whose stream this one took over, with its state and heartbeat age then. */
+  tookOver?: { sender: SenderInfo; state: StreamState; heartbeatAgeMs: number };
 }
 
 /**
  * The send pipeline: read → cut → compress + checksum on all cores → upload in parallel → advance
  * the manifest's watermark. Memory is a fixed set of slabs (`bufferBytes`), so a slow store stops
  * the reading, never grows the heap. On any failure every in-flight task is awaited, the manifest
- * is marked aborted (best effort) and the first error is rethrown.
+ * is marked aborted (best effort) and the first error is rethrown. With `takeover`, the stored
+ * prefix of the stream is first verified against the source (checkStoredPrefix) and claimed
+ * (claimStream); a failure before the claim writes nothing.
  */
 export async function send(options: SendOptions): Promise<SendSummary> {
   validate(options);
   const started = performance.now();
   const { store, chunkSize } = options;
-  const streamId = newStreamId();
+  const target = options.takeover
+    ? await findTakeoverTarget({
+        store,
+        chunkSize,
+        level: options.level,
+        staleAfterMs: options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS,
+        retry: options.retry,
+        signal: options.signal,
+      })
+    : null;
+  let owned = target ? undefined : await createStream(options);
+  const streamId = target?.manifest.streamId ?? (owned as VersionedManifest).manifest.streamId;
   const streamIdBytes = streamIdToBytes(streamId);
-  const now = new Date().toISOString();
-  const initial: Manifest = {
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    streamId,
-    createdAt: now,
-    updatedAt: now,
-    chunkSize,
-    codec: 'zstd',
-    level: options.level,
-    state: 'sending',
-    watermark: 0,
-    rawBytes: 0,
-    storedBytes: 0,
-    sender: { id: `${hostname()}:${process.pid}`, host: hostname(), pid: process.pid, startedAt: now, heartbeatAt: now },
-  };
-  const etag = await withRetry(() => createManifest(store, initial), { policy: options.retry, signal: options.signal });
+  const resumedFrom = target?.manifest.watermark ?? 0;
+  // Raw and stored bytes below resumedFrom; chunks from there on are counted by `watermark`.
+  const below = { rawBytes: target?.manifest.rawBytes ?? 0, storedBytes: target?.manifest.storedBytes ?? 0 };
 
   const abort = sharedAbortController();
   let firstError: unknown;
@@ -98,38 +126,38 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const signal = abort.signal;
 
-  const writer = new ManifestWriter(
-    store,
-    { manifest: initial, etag },
-    {
-      intervalMs: options.manifestIntervalMs ?? 1000,
-      heartbeatMs: options.heartbeatIntervalMs ?? 10_000,
-      retry: options.retry,
-      onError: fail,
-    },
-  );
-  writer.start();
+  let writer: ManifestWriter | undefined;
   const slabs = new SlabPool(chunkObjectBound(chunkSize), senderSlabs(options.bufferBytes, chunkSize));
   const codec = options.codec ?? new CodecPool();
   const uploads = pLimit(options.concurrency);
-  const watermark = new Watermark();
+  const watermark = new Watermark(); // of chunks from resumedFrom on
   const inFlight = new Set<Promise<void>>();
   const reader = isChunkReader(options.source) ? options.source : new IterableChunkReader(options.source);
   const streamDigest = new StreamDigest();
+  let phase: SendProgress['phase'] = target ? 'verifying' : 'sending';
   let chunksRead = 0;
   let rawBytesRead = 0;
   options.sourceExit?.catch(fail);
 
-  const report = () =>
+  const position = () => ({
+    watermark: resumedFrom + watermark.value,
+    rawBytes: below.rawBytes + watermark.rawBytes,
+    storedBytes: below.storedBytes + watermark.storedBytes,
+  });
+  const report = () => {
+    const at = position();
     options.onProgress?.({
       streamId,
+      phase,
+      resumedFrom,
       chunksRead,
       rawBytesRead,
-      watermark: watermark.value,
-      rawBytesStored: watermark.rawBytes,
-      storedBytes: watermark.storedBytes,
+      watermark: at.watermark,
+      rawBytesStored: at.rawBytes,
+      storedBytes: at.storedBytes,
       uploadsInFlight: uploads.activeCount,
     });
+  };
 
   const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
     const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level });
@@ -138,13 +166,53 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     const object = encoded.out.subarray(0, encoded.objectLength);
     await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
     slabs.release(encoded.out);
-    watermark.finish(index, rawLength, encoded.objectLength);
-    writer.set({ watermark: watermark.value, rawBytes: watermark.rawBytes, storedBytes: watermark.storedBytes });
+    watermark.finish(index - resumedFrom, rawLength, encoded.objectLength);
+    writer?.set(position());
     report();
   };
 
+  let verifySeconds = 0;
   try {
-    for (let index = 0; ; index++) {
+    let sourceEnded = false;
+    if (target) {
+      const verifyStarted = performance.now();
+      const buffer = await slabs.acquire(signal);
+      const prefix = await checkStoredPrefix({
+        store,
+        reader,
+        buffer,
+        streamId: streamIdBytes,
+        chunkSize,
+        chunks: resumedFrom,
+        concurrency: options.concurrency,
+        retry: options.retry,
+        signal,
+        onVerified: (index, rawSha256, rawLength) => {
+          streamDigest.add(index, rawSha256);
+          chunksRead++;
+          rawBytesRead += rawLength;
+          report();
+        },
+      }).finally(() => slabs.release(buffer));
+      if (prefix.rawBytes !== below.rawBytes || prefix.storedBytes !== below.storedBytes) {
+        throw new IntegrityError(
+          'BP_MANIFEST_COUNTS',
+          `the manifest of ${store.description} counts ${below.rawBytes} raw and ${below.storedBytes} stored bytes below chunk ${resumedFrom}, its chunks hold ${prefix.rawBytes} and ${prefix.storedBytes}: the manifest was altered; the stream cannot be resumed`,
+        );
+      }
+      sourceEnded = prefix.endsShort;
+      verifySeconds = (performance.now() - verifyStarted) / 1000;
+      owned = await claimStream(store, target, { retry: options.retry, signal });
+      phase = 'sending';
+    }
+    writer = new ManifestWriter(store, owned as VersionedManifest, {
+      intervalMs: options.manifestIntervalMs ?? 1000,
+      heartbeatMs: options.heartbeatIntervalMs ?? 10_000,
+      retry: options.retry,
+      onError: fail,
+    });
+    writer.start();
+    for (let index = resumedFrom; !sourceEnded; index++) {
       const raw = await slabs.acquire(signal);
       const rawLength = await reader.fill(raw, chunkSize, signal);
       if (rawLength === 0) {
@@ -158,48 +226,63 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       inFlight.add(task);
       void task.finally(() => inFlight.delete(task));
       report();
-      if (rawLength < chunkSize) break;
+      sourceEnded = rawLength < chunkSize;
     }
     await Promise.all(inFlight);
     if (firstError !== undefined) throw firstError;
     await options.sourceExit;
     if (firstError !== undefined) throw firstError;
     const digest = streamDigest.digest();
-    await writer.finish({
-      state: 'complete',
-      watermark: watermark.value,
-      rawBytes: watermark.rawBytes,
-      storedBytes: watermark.storedBytes,
-      final: { chunks: watermark.value, rawBytes: watermark.rawBytes, digest },
-    });
+    const at = position();
+    await writer.finish({ state: 'complete', ...at, final: { chunks: at.watermark, rawBytes: at.rawBytes, digest } });
     return {
       streamId,
-      chunks: watermark.value,
-      rawBytes: watermark.rawBytes,
-      storedBytes: watermark.storedBytes,
+      chunks: at.watermark,
+      rawBytes: at.rawBytes,
+      storedBytes: at.storedBytes,
       digest,
       seconds: (performance.now() - started) / 1000,
+      resumedFrom,
+      chunksUploaded: at.watermark - resumedFrom,
+      verifySeconds,
+      tookOver: target
+        ? { sender: target.manifest.sender, state: target.manifest.state, heartbeatAgeMs: target.heartbeatAgeMs }
+        : undefined,
     };
   } catch (error) {
     fail(error);
     await Promise.allSettled(inFlight);
     await reader.close().catch(() => {});
-    const reason = oneLine(firstError);
-    await writer
-      .finish({
-        state: 'aborted',
-        abortReason: reason,
-        watermark: watermark.value,
-        rawBytes: watermark.rawBytes,
-        storedBytes: watermark.storedBytes,
-      })
-      .catch(() => {});
+    // Only a sender that owns the manifest marks it: a takeover that failed before its claim leaves the stream as it found it.
+    await writer?.finish({ state: 'aborted', abortReason: oneLine(firstError), ...position() }).catch(() => {});
     throw firstError;
   } finally {
-    writer.stop();
+    writer?.stop();
     options.signal?.removeEventListener('abort', onOuterAbort);
     if (!options.codec) await codec.close();
   }
+}
+
+/** Creates a new stream's manifest (create-only): BP_STREAM_EXISTS when the root holds one. */
+async function createStream(options: SendOptions): Promise<VersionedManifest> {
+  const now = new Date().toISOString();
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    streamId: newStreamId(),
+    createdAt: now,
+    updatedAt: now,
+    chunkSize: options.chunkSize,
+    codec: 'zstd',
+    level: options.level,
+    state: 'sending',
+    watermark: 0,
+    rawBytes: 0,
+    storedBytes: 0,
+    sender: senderInfo(now),
+  };
+  const etag = await withRetry(() => createManifest(options.store, manifest), { policy: options.retry, signal: options.signal });
+  return { manifest, etag };
 }
 
 /**

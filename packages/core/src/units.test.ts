@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatRate, parseByteSize } from './units.js';
+import { formatBytes, formatRate, parseByteSize, parseRate } from './units.js';
 
 describe('parseByteSize', () => {
   it('reads the sizes operators type', () => {
@@ -71,5 +71,56 @@ describe('formatRate', () => {
     expect(formatRate(5_000_000, 2)).toBe('2.5 MB/s');
     expect(formatRate(123_456_789, 1)).toBe('123.5 MB/s');
     expect(formatRate(1_000_000, 0)).toBe('0.0 MB/s');
+  });
+});
+
+describe('parseRate', () => {
+  it('reads the rates operators type, in bytes per second', () => {
+    const cases: Array<[string, number]> = [
+      ['200MB/s', 200e6],
+      ['200MB', 200e6],
+      ['200M', 200e6],
+      ['200M/s', 200e6],
+      ['20MBps', 20e6],
+      ['50MiB/s', 50 * 1024 ** 2],
+      ['512KiB/s', 512 * 1024],
+      ['64kB/s', 64_000],
+      ['1.5GB/s', 1.5e9],
+      ['1Gbit/s', 125e6],
+      ['800Mbit/s', 100e6],
+      ['10Gbits/s', 1.25e9],
+      ['1Gbps', 125e6],
+      ['100Mbps', 12.5e6],
+      ['8bps', 1],
+      ['1000000', 1e6],
+      ['1000000/s', 1e6],
+      ['1000000B/s', 1e6],
+      [' 20 MB/s ', 20e6],
+    ];
+    for (const [text, rate] of cases) expect([text, parseRate(text)]).toEqual([text, rate]);
+  });
+
+  it('refuses a lone lowercase b: bits or bytes must be spelled out', () => {
+    for (const text of ['200Mb/s', '200mb/s', '200Mb', '1Gib/s', '100b/s']) expect([text, parseRate(text)]).toEqual([text, null]);
+  });
+
+  it('returns null for anything that is not a positive rate', () => {
+    for (const text of [
+      '',
+      'fast',
+      '0',
+      '0MB/s',
+      '-1MB/s',
+      'MB/s',
+      '200XB/s',
+      '200MB/h',
+      '200MB/s/s',
+      '1Gbps/s',
+      '1e6',
+      '2 00MB/s',
+      '200PB/s',
+    ]) {
+      expect([text, parseRate(text)]).toEqual([text, null]);
+    }
   });
 });

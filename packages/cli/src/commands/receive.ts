@@ -19,6 +19,7 @@ import {
   stringOption,
 } from '../args.js';
 import { ProgressReporter } from '../progress.js';
+import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { commandSink, stdoutSink } from '../sink.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -37,6 +38,8 @@ options:
   --buffer SIZE         memory for chunks downloaded ahead of the sink (default 512MiB)
   --threads N           verification/decompression threads (default: one per core, ${availableParallelism()} here)
   --poll-interval D     how often to look for new chunks while the sender is running (default 1s)
+  --rate RATE           pace the downloads to RATE of stored bytes, smoothly: 200MB/s, 50MiB/s,
+                        1Gbit/s (default: as fast as the store gives them)
   --receiver-id ID      name under which this receiver publishes its position (default: host name)
   --missing-chunk-timeout D
                         how long a chunk the manifest counts may stay unreadable (a copy still in
@@ -59,6 +62,7 @@ const spec: OptionSpec = {
   'receiver-id': { type: 'string' },
   'missing-chunk-timeout': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  ...rateOptionSpec,
   ...storeOptionSpec,
 };
 
@@ -70,6 +74,7 @@ export async function runReceive(argv: string[]): Promise<number> {
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const pollIntervalMs = durationOption(values, 'poll-interval', 1000);
+  const rate = rateOption(values);
   const receiverId = stringOption(values, 'receiver-id') ?? defaultReceiverId();
   if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/.test(receiverId)) {
     throw new UsageError(`--receiver-id ${JSON.stringify(receiverId)}: use letters, digits, '.', '_' and '-' only`);
@@ -84,7 +89,7 @@ export async function runReceive(argv: string[]): Promise<number> {
   const codec = new CodecPool(threads);
   try {
     const summary = await receive({
-      store,
+      store: rateLimited(store, rate),
       sink,
       concurrency,
       bufferBytes,

@@ -1,6 +1,7 @@
 import { defaultMissingChunkPolicy, formatBytes, formatRate, relay, UsageError } from '@bucketpipe/core';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import { ProgressReporter } from '../progress.js';
+import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
@@ -17,6 +18,9 @@ complete and fully copied.
 options:
   --concurrency N       chunk copies in flight, each holding one chunk in memory (default 8)
   --poll-interval D     how often to look at the source manifest (default 1s)
+  --rate RATE           pace the reads from <from-url> to RATE, smoothly: 200MB/s, 50MiB/s, 1Gbit/s
+                        (default: no limit). Every byte read is written to <to-url> right after,
+                        so the writes follow at the same rate
   --missing-chunk-timeout D
                         how long a chunk the source manifest counts may stay unreadable before the
                         relay gives up on it (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
@@ -34,6 +38,7 @@ const spec: OptionSpec = {
   'poll-interval': { type: 'string' },
   'missing-chunk-timeout': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  ...rateOptionSpec,
   ...storeOptionSpec,
 };
 
@@ -46,6 +51,7 @@ export async function runRelay(argv: string[]): Promise<number> {
   const { values } = parsed;
   const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
   const pollIntervalMs = durationOption(values, 'poll-interval', 1000);
+  const rate = rateOption(values);
   const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
   const storeOptions = storeOpenOptions(values, { concurrency: String(concurrency) });
 
@@ -60,7 +66,7 @@ export async function runRelay(argv: string[]): Promise<number> {
       const interrupt = interruptSignal();
       try {
         const summary = await relay({
-          source,
+          source: rateLimited(source, rate),
           destination,
           concurrency,
           pollIntervalMs,

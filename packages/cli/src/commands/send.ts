@@ -5,6 +5,7 @@ import {
   DEFAULT_BUFFER_BYTES,
   DEFAULT_CHUNK_SIZE,
   DEFAULT_LEVEL,
+  DEFAULT_STALE_AFTER_MS,
   formatBytes,
   formatRate,
   MAX_CHUNK_SIZE,
@@ -16,6 +17,7 @@ import {
 } from '@bucketpipe/core';
 import { durationOption, exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine, sizeOption } from '../args.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
+import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { type ByteSource, commandSource, stdinSource } from '../source.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -38,6 +40,16 @@ options:
                         (default 512MiB; at least two chunks)
   --threads N           compression threads (default: one per core, ${availableParallelism()} here)
   --manifest-interval D how often the manifest is rewritten with progress (default 1s)
+  --rate RATE           pace the uploads to RATE of stored bytes, smoothly: 200MB/s, 50MiB/s,
+                        1Gbit/s (default: as fast as the store takes them)
+  --takeover            continue the stream at <stream-url> if its sender is gone (state aborted, or
+                        a heartbeat older than --stale-after): the source is read again from its
+                        start and checked chunk by chunk against the chunks already stored (it must
+                        give the same bytes, e.g. zfs send of the same snapshot), and only the rest
+                        is uploaded; use the original --chunk-size and --level. Refused while the
+                        sender is live and for a complete stream. Without a stream there, starts one
+  --stale-after D       with --takeover: how old the heartbeat of a sending stream must be before it
+                        may be taken over (default ${DEFAULT_STALE_AFTER_MS / 1000}s; the sender beats every 10s)
   --no-fsync            (directory store) do not fsync chunks; faster, unsafe on power loss
   -q, --quiet           no progress line
   -h, --help
@@ -47,6 +59,7 @@ ${storeOptionsHelp}
 Sizes: 16MiB, 512M, 1GiB or bytes. Durations: 500ms, 2s, 1m.
 example:
   bucketpipe send /mnt/transfer/pgdata -- zfs send -c tank/pgdata@migrate
+  bucketpipe send /mnt/transfer/pgdata --takeover -- zfs send -c tank/pgdata@migrate   # after a crash
   zfs send tank/pgdata@migrate | bucketpipe send file:///mnt/transfer/pgdata
 `;
 
@@ -57,8 +70,11 @@ const spec: OptionSpec = {
   buffer: { type: 'string' },
   threads: { type: 'string' },
   'manifest-interval': { type: 'string' },
+  takeover: { type: 'boolean' },
+  'stale-after': { type: 'string' },
   'no-fsync': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
+  ...rateOptionSpec,
   ...storeOptionSpec,
 };
 
@@ -79,6 +95,10 @@ export async function runSend(argv: string[]): Promise<number> {
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const manifestIntervalMs = durationOption(values, 'manifest-interval', 1000);
+  const rate = rateOption(values);
+  const takeover = values.takeover === true;
+  if (values['stale-after'] !== undefined && !takeover) throw new UsageError('--stale-after applies only with --takeover');
+  const staleAfterMs = durationOption(values, 'stale-after', DEFAULT_STALE_AFTER_MS);
 
   const store = await openStreamStore(
     url,
@@ -88,9 +108,10 @@ export async function runSend(argv: string[]): Promise<number> {
   const progress = new ProgressReporter({ quiet: values.quiet === true });
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
+  let phase = 'sending';
   try {
     const summary = await send({
-      store,
+      store: rateLimited(store, rate),
       source: source.bytes,
       sourceExit: source.exit,
       chunkSize,
@@ -98,14 +119,41 @@ export async function runSend(argv: string[]): Promise<number> {
       concurrency,
       bufferBytes,
       manifestIntervalMs,
+      takeover,
+      staleAfterMs,
       codec,
       signal: interrupt.signal,
-      onProgress: (p) =>
-        progress.update(
-          (seconds) =>
-            `send ${formatBytes(p.rawBytesRead)} read · ${formatRate(p.rawBytesRead, seconds)} · ${p.watermark} chunks stored · ${describeRatio(p.rawBytesStored, p.storedBytes).split(':')[0]} · ${p.uploadsInFlight} uploading`,
-        ),
+      onProgress: (p) => {
+        if (p.phase !== phase) {
+          phase = p.phase;
+          if (p.phase === 'verifying') {
+            progress.message(
+              `resuming stream ${p.streamId}: reading the source from its start and verifying it against the ${p.resumedFrom} chunks already stored`,
+            );
+          } else if (p.resumedFrom > 0) {
+            progress.message(`the source matches the ${p.resumedFrom} chunks already stored; sending from chunk ${p.resumedFrom} on`);
+          }
+        }
+        progress.update((seconds) =>
+          p.phase === 'verifying'
+            ? `send verifying chunk ${p.chunksRead} of ${p.resumedFrom} against the stored stream · ${formatBytes(p.rawBytesRead)} read · ${formatRate(p.rawBytesRead, seconds)}`
+            : `send ${formatBytes(p.rawBytesRead)} read · ${formatRate(p.rawBytesRead, seconds)} · ${p.watermark} chunks stored · ${describeRatio(p.rawBytesStored, p.storedBytes).split(':')[0]} · ${p.uploadsInFlight} uploading`,
+        );
+      },
     });
+    const resumed = summary.tookOver
+      ? {
+          resumedFrom: summary.resumedFrom,
+          chunksVerified: summary.resumedFrom,
+          chunksUploaded: summary.chunksUploaded,
+          verifySeconds: Number(summary.verifySeconds.toFixed(3)),
+          tookOver: {
+            sender: summary.tookOver.sender.id,
+            state: summary.tookOver.state,
+            heartbeatAgeSeconds: Math.round(summary.tookOver.heartbeatAgeMs / 1000),
+          },
+        }
+      : {};
     progress.summary({
       command: 'send',
       stream: store.description,
@@ -118,6 +166,7 @@ export async function runSend(argv: string[]): Promise<number> {
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
+      ...resumed,
       requests: store.counts,
     });
     return 0;

@@ -1,0 +1,86 @@
+// Test support shared by the pipeline tests (sender, receiver, relay, verify); not part of the
+// package: the build excludes it (tsconfig.json).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type MemorySink, pieces } from '@bucketpipe/store-testkit';
+import { afterAll, beforeAll } from 'vitest';
+import type { MissingChunkPolicy } from './chunk-fetch.js';
+import { chunkObjectBound } from './codec.js';
+import { CodecPool } from './codec-pool.js';
+import { MIN_CHUNK_SIZE } from './limits.js';
+import { type Manifest, readManifest } from './manifest.js';
+import type { ReceiveOptions } from './receiver.js';
+import type { RetryPolicy } from './retry.js';
+import type { SendOptions } from './sender.js';
+import type { ObjectStore } from './store.js';
+import { streamDigestOf } from './stream-digest.js';
+
+/** 64 KiB: the smallest chunk size, so that tests have many chunks in little memory. */
+export const CHUNK = MIN_CHUNK_SIZE;
+export const fastRetry: RetryPolicy = { attempts: 6, baseDelayMs: 1, maxDelayMs: 4 };
+export const fastMissing: MissingChunkPolicy = { timeoutMs: 300, firstDelayMs: 5, maxDelayMs: 50 };
+export const TEST_RECEIVER = 'test-receiver';
+
+/**
+ * One CodecPool for the test file (started before its tests, closed after them), and options for
+ * the pipelines with test-sized chunks, buffers and intervals.
+ */
+export function pipelineTestKit() {
+  let codec: CodecPool;
+  beforeAll(() => {
+    codec = new CodecPool(2);
+  });
+  afterAll(async () => {
+    await codec.close();
+  });
+  return {
+    codec: () => codec,
+    sendOptions: (store: ObjectStore, source: AsyncIterable<Uint8Array>, more: Partial<SendOptions> = {}): SendOptions => ({
+      store,
+      source,
+      chunkSize: CHUNK,
+      level: 1,
+      concurrency: 4,
+      bufferBytes: 8 * chunkObjectBound(CHUNK),
+      manifestIntervalMs: 5,
+      heartbeatIntervalMs: 1_000,
+      codec,
+      retry: fastRetry,
+      ...more,
+    }),
+    receiveOptions: (store: ObjectStore, sink: MemorySink, more: Partial<ReceiveOptions> = {}): ReceiveOptions => ({
+      store,
+      sink,
+      concurrency: 4,
+      bufferBytes: 8 * (CHUNK + chunkObjectBound(CHUNK)),
+      pollIntervalMs: 5,
+      receiverId: TEST_RECEIVER,
+      codec,
+      retry: fastRetry,
+      missingChunk: fastMissing,
+      ...more,
+    }),
+  };
+}
+
+/** Marks a promise that runs alongside the test as handled at once: it may settle while the test awaits something else. */
+export function background<T>(promise: Promise<T>): Promise<T> {
+  void promise.catch(() => {});
+  return promise;
+}
+
+/** A source paced like a live producer: one piece every `pauseMs`. */
+export async function* paced(bytes: Uint8Array, pieceSize: number, pauseMs: number): AsyncGenerator<Uint8Array> {
+  for await (const piece of pieces(bytes, pieceSize)) {
+    await sleep(pauseMs);
+    yield piece;
+  }
+}
+
+export const digestOf = (bytes: Uint8Array): string => streamDigestOf(bytes, CHUNK);
+export const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
+
+export async function manifestOf(store: ObjectStore): Promise<Manifest> {
+  const found = await readManifest(store);
+  if (!found) throw new Error('no manifest');
+  return found.manifest;
+}

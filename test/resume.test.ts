@@ -1,0 +1,124 @@
+import { copyFile, open, readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bucketpipe,
+  errorLine,
+  fixtures,
+  MiB,
+  outputFile,
+  readJson,
+  run,
+  sha256File,
+  streamDigestOfFile,
+  summaryOf,
+  tempDir,
+  waitFor,
+  writeMixedStream,
+} from './helpers.js';
+
+const chunkSize = 1 * MiB;
+const streamBytes = 24 * MiB + 4321; // 25 chunks
+const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '200ms'];
+
+describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
+  let work: Awaited<ReturnType<typeof tempDir>>;
+  let input: string;
+  let inputSha: string;
+
+  beforeAll(async () => {
+    work = await tempDir('resume');
+    input = join(work.path, 'input.bin');
+    inputSha = await writeMixedStream(input, streamBytes, 11);
+  });
+  afterAll(() => work.cleanup());
+
+  it('verifies what is stored against the source, uploads the rest, and a receiver gets identical bytes', async () => {
+    const stream = join(work.path, 'stream');
+    const manifestPath = join(stream, 'manifest.json');
+    // About 8 MiB/s: three seconds for the whole stream.
+    const first = bucketpipe([
+      'send',
+      stream,
+      ...sendArgs,
+      '--',
+      process.execPath,
+      join(fixtures, 'paced-cat.mjs'),
+      input,
+      String(8 * MiB),
+    ]);
+    await waitFor(
+      async () => ((await readJson(manifestPath).catch(() => ({ watermark: 0 }))).watermark as number) >= 5 || undefined,
+      20_000,
+      'a watermark of 5 chunks',
+    );
+
+    // While it is alive, a takeover is refused, naming it.
+    const refused = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '10s', '--', 'cat', input]);
+    expect(refused.code, refused.stderr).toBe(4);
+    expect(errorLine(refused.stderr)).toMatch(
+      new RegExp(
+        `has a live sender \\(.*, pid ${first.child.pid} on .*, heartbeat [\\d.]+s ago, less than the 10s --stale-after limit\\).*BP_SENDER_LIVE`,
+      ),
+    );
+
+    first.child.kill('SIGKILL');
+    expect((await first.done).signal).toBe('SIGKILL');
+    const dead = await readJson(manifestPath);
+    const watermark = dead.watermark as number;
+    expect(dead.state).toBe('sending');
+    expect(watermark).toBeGreaterThanOrEqual(5);
+    expect(watermark).toBeLessThan(25);
+    const deadManifest = await readFile(manifestPath);
+
+    // Another source (one byte differs in chunk 2): refused, naming the chunk; the stream is untouched.
+    const other = join(work.path, 'other.bin');
+    await copyFile(input, other);
+    const handle = await open(other, 'r+');
+    await handle.write(Buffer.from([0xff]), 0, 1, 2 * chunkSize + 1000);
+    await handle.close();
+    await new Promise((r) => setTimeout(r, 1100)); // the heartbeat is older than --stale-after now
+    const changed = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '1s', '--', 'cat', other]);
+    expect(changed.code, changed.stderr).toBe(5);
+    expect(errorLine(changed.stderr)).toMatch(
+      /the source does not match the stored stream at chunk chunks\/000000000002: its raw SHA-256 differs .*nothing was written .*\[BP_SOURCE_CHANGED\]/,
+    );
+    expect((await readFile(manifestPath)).equals(deadManifest), 'the manifest was not touched').toBe(true);
+
+    // The same source: resumed.
+    const chunkFiles = async () => (await readdir(join(stream, 'chunks'))).filter((name) => !name.startsWith('.'));
+    const resumeStarted = Date.now();
+    const resumed = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '1s', '--', 'cat', input]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain(`verifying it against the ${watermark} chunks already stored`);
+    const summary = summaryOf(resumed.stderr);
+    expect(summary).toMatchObject({
+      streamId: dead.streamId,
+      state: 'complete',
+      chunks: 25,
+      rawBytes: streamBytes,
+      resumedFrom: watermark,
+      chunksVerified: watermark,
+      chunksUploaded: 25 - watermark,
+      tookOver: { state: 'sending', sender: (dead.sender as { id: string }).id },
+      digest: await streamDigestOfFile(input, chunkSize),
+    });
+    // Chunks below the watermark were only read (the manifest, then one 128-byte header each) and
+    // kept; every chunk from the watermark on was written by the resumed sender.
+    expect((summary.requests as Record<string, number>).get).toBe(1 + watermark);
+    const names = await chunkFiles();
+    expect(names).toHaveLength(25);
+    for (const [index, name] of names.entries()) {
+      const modified = (await stat(join(stream, 'chunks', name))).mtimeMs;
+      if (index < watermark) expect(modified, `chunk ${index} kept`).toBeLessThan(resumeStarted);
+      else expect(modified, `chunk ${index} uploaded again`).toBeGreaterThanOrEqual(resumeStarted);
+    }
+
+    const outPath = join(work.path, 'received.bin');
+    const out = await outputFile(outPath);
+    const received = await run(['receive', stream, '--poll-interval', '100ms'], { stdoutFile: out.fd });
+    await out.close();
+    expect(received.code, received.stderr).toBe(0);
+    expect(await sha256File(outPath)).toBe(inputSha);
+  });
+});
