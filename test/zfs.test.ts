@@ -216,6 +216,58 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     expect(await snapshotTree(await mountpointOf(target))).toEqual(filesAtS1);
   });
 
+  it('survives the sender killed midway: the receive waits, a resumed send (--takeover) completes it, files identical', async () => {
+    const stream = join(streams.path, 'sender-killed');
+    const target = `${b.name}/resumed`;
+    // About 6.5 MiB at 1.5 MB/s; the stream is the same bytes every time (zfs send of one snapshot).
+    const paced = `"${zfs.zfsPath}" send "${source}@s1" | "${process.execPath}" "${join(fixtures, 'paced-cat.mjs')}" /dev/stdin 1500000`;
+    const first = bucketpipe(['send', stream, ...fastSend, '--', 'sh', '-c', paced], { detached: true });
+    const receiver = bucketpipe(['receive', stream, ...fastReceive, '--', zfs.zfsPath, 'recv', target]);
+    await waitFor(
+      async () => {
+        const inspected = await run(['inspect', stream, '--json']);
+        if (inspected.code !== 0) return undefined;
+        return (JSON.parse(inspected.stdout) as { manifest: { watermark: number } }).manifest.watermark >= 8 ? true : undefined;
+      },
+      30_000,
+      'the first sender to store 8 chunks',
+    );
+    // The sender and its zfs send die at once (the whole process group), as in a crash of the VM's agent.
+    if (first.child.pid === undefined) throw new Error('no pid');
+    process.kill(-first.child.pid, 'SIGKILL');
+    await first.done;
+    try {
+      // The receive is not done: its zfs recv has a partial stream and no end record. The dead
+      // sender's heartbeat must age past --stale-after before the stream may be taken over.
+      await sleep(1500);
+      expect(await zfs.list(target)).not.toEqual([target, `${target}@s1`]);
+
+      const resumed = await run([
+        'send',
+        stream,
+        ...fastSend,
+        '--takeover',
+        '--stale-after',
+        '1s',
+        '--',
+        zfs.zfsPath,
+        'send',
+        `${source}@s1`,
+      ]);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const summary = summaryOf(resumed.stderr) as { resumedFrom: number; chunks: number; rawBytes: number };
+      expect(summary.resumedFrom).toBeGreaterThanOrEqual(8);
+      expect(summary.rawBytes).toBe(fullStreamBytes);
+    } finally {
+      // Never leave a zfs recv behind (the pool could not be destroyed): stop a receive that hangs.
+      if (receiver.child.exitCode === null) setTimeout(() => receiver.child.kill('SIGTERM'), 30_000).unref();
+    }
+    const received = await receiver.done;
+    expect(received.code, received.stderr).toBe(0);
+    expect(await zfs.list(target)).toEqual([target, `${target}@s1`]);
+    expect(await snapshotTree(await mountpointOf(target))).toEqual(filesAtS1);
+  });
+
   it('leaves no half-received dataset when the receiver is killed outright (SIGKILL: the kernel closes the pipe, nothing kills zfs recv)', async () => {
     const stream = join(streams.path, 'killed');
     const target = `${b.name}/killed`;
