@@ -1,12 +1,22 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fstatSync, fsync, write } from 'node:fs';
+import { constants, fstatSync, fsync, ftruncate, readFileSync, write } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { type Sink, SinkFailedError, UsageError } from '@bucketpipe/core';
+import { type ResumableOutput, type Sink, SinkFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
 
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
+const ftruncateAsync = promisify(ftruncate);
+
+/** A sink that may already hold the start of the stream from an earlier run, and can resume after it. */
+export interface OutputSink extends Sink {
+  /** What it holds now, to be verified (checkReceivedPrefix); null when it cannot be resumed: a pipe, a terminal, empty. */
+  readonly existing: ResumableOutput | null;
+  /** Cuts it to `length` bytes, the verified start; writes continue there. Only after verifying `existing`. */
+  truncate(length: number): Promise<void>;
+}
 
 /**
  * Writes into a command's stdin. The command runs in its own process group so that on failure we
@@ -83,12 +93,95 @@ export async function commandSink(argv: string[]): Promise<Sink> {
   };
 }
 
-/** Writes to our stdout through the thread pool (never blocking the event loop on a slow reader). */
-export function stdoutSink(): Sink {
+/**
+ * Writes to a file (--output), which is opened without truncating it: when it already holds bytes
+ * (an earlier receive into it was interrupted), they are offered for verification, the file is
+ * cut to the verified whole chunks and writing continues after them. Writes are positional, so
+ * what lands where does not depend on the file offset. Ends with fsync; a failure leaves the file
+ * as far as it got (a verified prefix of the stream) for the next run to resume.
+ */
+export async function fileSink(path: string): Promise<OutputSink> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o666);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'its directory does not exist' : code === 'EISDIR' ? 'it is a directory' : (error as Error).message;
+    throw new UsageError(`--output ${path}: cannot open it (${why})`, 'BP_OUTPUT');
+  }
+  const stats = await handle.stat();
+  if (!stats.isFile()) {
+    await handle.close();
+    throw new UsageError(
+      `--output ${path} is not a regular file: --output writes (and resumes) files; for a pipe or device, write to stdout or a command (bucketpipe receive URL -- command)`,
+      'BP_OUTPUT',
+    );
+  }
+  const description = path;
+  let offset = stats.size;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close();
+  };
+  return {
+    description,
+    failure: new Promise<never>(() => {}),
+    existing:
+      stats.size > 0
+        ? {
+            description,
+            length: stats.size,
+            read: async (buffer, position) => (await handle.read(buffer, 0, buffer.length, position)).bytesRead,
+          }
+        : null,
+    truncate: async (length) => {
+      if (length > offset) throw new Error(`bug: cannot truncate ${path} from ${offset} to ${length} bytes`);
+      await handle.truncate(length);
+      offset = length;
+    },
+    write: async (bytes) => {
+      try {
+        for (let done = 0; done < bytes.length; ) {
+          const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, offset);
+          done += bytesWritten;
+          offset += bytesWritten;
+        }
+      } catch (error) {
+        throw new SinkFailedError('BP_SINK_FAILED', `cannot write to ${path}: ${(error as Error).message}`);
+      }
+    },
+    finish: async () => {
+      try {
+        await handle.sync();
+      } catch (error) {
+        throw new SinkFailedError('BP_SINK_FAILED', `cannot write to ${path}: ${(error as Error).message}`);
+      } finally {
+        await close();
+      }
+    },
+    abort: close,
+  };
+}
+
+/**
+ * Writes to our stdout through the thread pool (never blocking the event loop on a slow reader).
+ * When stdout is a regular file opened for appending that already holds bytes (`>> file`, the
+ * same command run again after an interruption), it is resumable like --output: appending the
+ * whole stream again would duplicate its start. A pipe or a terminal starts at chunk 0.
+ */
+export function stdoutSink(): OutputSink {
   const fd = 1;
+  const existing = appendedStdout(fd);
   return {
     description: 'stdout',
     failure: new Promise<never>(() => {}),
+    existing: existing?.output ?? null,
+    truncate: async (length) => {
+      await existing?.close();
+      if (existing) await ftruncateAsync(fd, length);
+    },
     write: async (bytes) => {
       let offset = 0;
       let backoffMs = 0;
@@ -112,8 +205,46 @@ export function stdoutSink(): Sink {
       }
     },
     finish: async () => {
+      await existing?.close();
       if (fstatSync(fd).isFile()) await fsyncAsync(fd);
     },
-    abort: async () => {},
+    abort: async () => {
+      await existing?.close();
+    },
+  };
+}
+
+/** Stdout as a resumable output: a regular file that holds bytes and was opened with O_APPEND (Linux: /proc/self/fdinfo). */
+function appendedStdout(fd: number): { output: ResumableOutput; close: () => Promise<void> } | null {
+  let size: number;
+  let flags: number;
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile() || stats.size === 0) return null;
+    size = stats.size;
+    const match = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    if (!match?.[1]) return null;
+    flags = Number.parseInt(match[1], 8);
+  } catch {
+    return null;
+  }
+  if ((flags & constants.O_APPEND) === 0) return null;
+  // fd 1 is usually write-only: read the same file through its /proc link.
+  let reader: Promise<FileHandle> | undefined;
+  const output: ResumableOutput = {
+    description: 'stdout (a file opened for appending)',
+    length: size,
+    read: async (buffer, position) => {
+      reader ??= open(`/proc/self/fd/${fd}`, 'r');
+      return (await (await reader).read(buffer, 0, buffer.length, position)).bytesRead;
+    },
+  };
+  return {
+    output,
+    close: async () => {
+      const handle = reader;
+      reader = undefined;
+      if (handle) await handle.then((opened) => opened.close()).catch(() => {});
+    },
   };
 }

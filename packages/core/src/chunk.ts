@@ -65,29 +65,30 @@ export function writeChunkHeader(target: Uint8Array, header: Omit<ChunkHeader, '
   b.setUint32(offsets.crc, crc32(body.subarray(0, offsets.crc)), true);
 }
 
+/** Words a header problem found by readChunkHeader: `detail` says what is wrong, without the chunk's key. */
+export type ChunkHeaderProblem = (code: 'BP_CHUNK_CORRUPT' | 'BP_CHUNK_VERSION', detail: string) => Error;
+
 /**
- * Parses and checks the header frame of a whole chunk object and returns it with the payload
- * (a view, not a copy). `key` only names the object in errors.
+ * Parses and checks a chunk's header frame on its own (docs/FORMAT.md §3 steps 1–7): `frame` is
+ * the first 128 bytes of the object, or more. Used on whole objects by readChunk and on 128-byte
+ * ranged reads by those that need only the header (a resuming sender or receiver); each words
+ * the error itself through `problem`.
  */
-export function readChunk(object: Uint8Array, key: string): { header: ChunkHeader; payload: Uint8Array } {
-  const corrupt = (what: string) =>
-    new IntegrityError('BP_CHUNK_CORRUPT', `chunk ${key} is corrupt: ${what}; nothing of it was written to the sink`);
-  if (object.length < HEADER_FRAME_LENGTH) throw corrupt(`only ${object.length} bytes, shorter than a chunk header`);
-  const view = new DataView(object.buffer, object.byteOffset, object.byteLength);
+export function readChunkHeader(frame: Uint8Array, problem: ChunkHeaderProblem): ChunkHeader {
+  const corrupt = (detail: string) => problem('BP_CHUNK_CORRUPT', detail);
+  if (frame.length < HEADER_FRAME_LENGTH) throw corrupt(`only ${frame.length} bytes, shorter than a chunk header`);
+  const view = new DataView(frame.buffer, frame.byteOffset, HEADER_FRAME_LENGTH);
   if (view.getUint32(0, true) !== SKIPPABLE_FRAME_MAGIC || view.getUint32(8, true) !== HEADER_BODY_MAGIC) {
     throw corrupt('it does not start with a bucketpipe chunk header');
   }
   const frameLength = view.getUint32(4, true);
   const version = view.getUint16(8 + offsets.version, true);
   if (version > CHUNK_FORMAT_VERSION) {
-    throw new IntegrityError(
-      'BP_CHUNK_VERSION',
-      `chunk ${key} has format version ${version}, newer than this bucketpipe understands (${CHUNK_FORMAT_VERSION}): upgrade bucketpipe`,
-    );
+    throw problem('BP_CHUNK_VERSION', `format version ${version}, newer than this bucketpipe understands (${CHUNK_FORMAT_VERSION})`);
   }
   if (version !== CHUNK_FORMAT_VERSION) throw corrupt(`format version ${version} is not a bucketpipe chunk version`);
   if (frameLength !== HEADER_BODY_LENGTH) throw corrupt(`header frame is ${frameLength} bytes, expected ${HEADER_BODY_LENGTH}`);
-  const body = object.subarray(8, HEADER_FRAME_LENGTH);
+  const body = frame.subarray(8, HEADER_FRAME_LENGTH);
   if (crc32(body.subarray(0, offsets.crc)) !== view.getUint32(8 + offsets.crc, true)) throw corrupt('header checksum mismatch');
   const at = (offset: number) => 8 + offset;
   const codec = view.getUint8(at(offsets.codec));
@@ -105,6 +106,19 @@ export function readChunk(object: Uint8Array, key: string): { header: ChunkHeade
   };
   if ([header.index, header.rawLength, header.payloadLength].some((n) => n < 0)) throw corrupt('a length or index is out of range');
   if (header.flags !== 0) throw corrupt(`unsupported flags 0x${header.flags.toString(16)}`);
+  return header;
+}
+
+/**
+ * Parses and checks the header frame of a whole chunk object and returns it with the payload
+ * (a view, not a copy). `key` only names the object in errors.
+ */
+export function readChunk(object: Uint8Array, key: string): { header: ChunkHeader; payload: Uint8Array } {
+  const corrupt = (what: string) =>
+    new IntegrityError('BP_CHUNK_CORRUPT', `chunk ${key} is corrupt: ${what}; nothing of it was written to the sink`);
+  const header = readChunkHeader(object, (code, detail) =>
+    code === 'BP_CHUNK_VERSION' ? new IntegrityError(code, `chunk ${key} has ${detail}: upgrade bucketpipe`) : corrupt(detail),
+  );
   const actualPayload = object.length - HEADER_FRAME_LENGTH;
   if (actualPayload !== header.payloadLength) {
     throw corrupt(

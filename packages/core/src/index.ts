@@ -11,6 +11,7 @@ export * from './location.js';
 export * from './manifest.js';
 export * from './manifest-follow.js';
 export * from './rate-limited-store.js';
+export * from './receive-resume.js';
 export * from './receiver.js';
 export * from './receiver-cursor.js';
 export * from './relay.js';

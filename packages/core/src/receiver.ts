@@ -11,6 +11,7 @@ import { IntegrityError, SourceFailedError, StreamConflictError } from './errors
 import { DEFAULT_BUFFER_BYTES } from './limits.js';
 import { type Manifest, readManifest } from './manifest.js';
 import { waitForManifest } from './manifest-follow.js';
+import type { ReceiveStart } from './receive-resume.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import { sharedAbortController } from './shared-abort.js';
 import type { Sink } from './sink.js';
@@ -38,12 +39,23 @@ export interface ReceiveOptions {
   onWaiting?: (what: string | null) => void;
   /** Problems that do not stop the transfer (e.g. the position cannot be published). */
   onWarning?: (message: string) => void;
+  /**
+   * Where the sink already is (a file from an earlier run, checked by checkReceivedPrefix):
+   * called once with the first manifest read, before anything is fetched or written. The sink
+   * then holds exactly the chunks 0 … chunks − 1 and gets the rest; their raw SHA-256s seed the
+   * stream digest, so the final check still covers every byte of the stream. Without it, or
+   * when it returns null, the receive starts at chunk 0.
+   */
+  start?: (manifest: Manifest, signal: AbortSignal) => Promise<ReceiveStart | null>;
 }
 
 export interface ReceiveProgress {
   streamId: string;
+  /** Chunks the sink holds, those it held at the start included. */
   chunksWritten: number;
   rawBytesWritten: number;
+  /** Of rawBytesWritten, those the sink held at the start. */
+  rawBytesResumed: number;
   /** The sender's watermark as last seen. */
   watermark: number;
   state: Manifest['state'];
@@ -57,6 +69,10 @@ export interface ReceiveSummary {
   /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
   digest: string;
   seconds: number;
+  /** The chunk the receive started at: chunks 0 … resumedFrom − 1 were in the sink already (ReceiveOptions.start); 0 otherwise. */
+  resumedFrom: number;
+  /** Raw bytes of those chunks. */
+  rawBytesResumed: number;
 }
 
 /**
@@ -85,23 +101,28 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     const streamId = manifest.streamId;
     const streamIdBytes = streamIdToBytes(streamId);
     const chunkSize = manifest.chunkSize;
-    cursor.start({ streamId, position: 0, rawBytes: 0, state: 'receiving' });
+    const start = (await options.start?.(manifest, signal)) ?? null;
+    if (start) assertStart(start, manifest);
+    const resumedFrom = start?.chunks ?? 0;
+    const rawBytesResumed = start?.rawBytes ?? 0;
+    cursor.start({ streamId, position: resumedFrom, rawBytes: rawBytesResumed, state: 'receiving' });
 
     const window = Math.max(2, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / (chunkSize + chunkObjectBound(chunkSize))));
     const slabs = new SlabPool(chunkSize, window);
     const downloads = pLimit(options.concurrency);
     const fetches = new Map<number, Promise<DecodeResult>>();
     const manifestChanged = new Notifier();
-    let nextFetch = 0;
-    let position = 0;
-    let rawBytesWritten = 0;
-    const streamDigest = new StreamDigest();
+    let nextFetch = resumedFrom;
+    let position = resumedFrom;
+    let rawBytesWritten = rawBytesResumed;
+    const streamDigest = start?.digest ?? new StreamDigest();
 
     const report = () =>
       options.onProgress?.({
         streamId,
         chunksWritten: position,
         rawBytesWritten,
+        rawBytesResumed,
         watermark: manifest.watermark,
         state: manifest.state,
         downloadsInFlight: downloads.activeCount,
@@ -222,7 +243,15 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     }
     await raceAbort(sink.finish(), signal);
     await cursor.finish({ state: 'done' });
-    return { streamId, chunks: position, rawBytes: rawBytesWritten, digest, seconds: (performance.now() - started) / 1000 };
+    return {
+      streamId,
+      chunks: position,
+      rawBytes: rawBytesWritten,
+      digest,
+      seconds: (performance.now() - started) / 1000,
+      resumedFrom,
+      rawBytesResumed,
+    };
   } catch (caught) {
     const error = signal.aborted && signal.reason !== undefined ? signal.reason : caught;
     abort.abort(error);
@@ -242,6 +271,20 @@ function ownBuffer(bytes: Uint8Array): Uint8Array {
   const copy = new Uint8Array(new ArrayBuffer(bytes.byteLength));
   copy.set(bytes);
   return copy;
+}
+
+/** A start the pipeline cannot continue from is a bug of its caller, not of the stream. */
+function assertStart(start: ReceiveStart, manifest: Manifest): void {
+  const { chunks, rawBytes } = start;
+  const whole = chunks * manifest.chunkSize;
+  const endsShort = isLastKnown(manifest, chunks - 1) && rawBytes === lastChunkLength(manifest) + whole - manifest.chunkSize;
+  if (!Number.isSafeInteger(chunks) || chunks < 0 || chunks > manifest.watermark || (rawBytes !== whole && !endsShort)) {
+    throw new Error(
+      `bug: cannot start receiving after ${chunks} chunks and ${rawBytes} bytes of a stream with watermark ${manifest.watermark}`,
+    );
+  }
+  if (start.digest.chunks !== chunks)
+    throw new Error(`bug: the stream digest to start with holds ${start.digest.chunks} chunks, not ${chunks}`);
 }
 
 function isLastKnown(manifest: Manifest, index: number): boolean {

@@ -4,6 +4,7 @@ import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-re
 import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
 import { IntegrityError, UsageError } from './errors.js';
+import { LagGate, type LagLimit } from './lag-gate.js';
 import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import {
   createManifest,
@@ -48,6 +49,11 @@ export interface SendOptions {
   takeover?: boolean;
   /** With `takeover`: how old a `sending` stream's heartbeat must be (default DEFAULT_STALE_AFTER_MS). */
   staleAfterMs?: number;
+  /**
+   * Lag-aware backpressure (`--max-lag`): no chunk is read from the source while it would be
+   * `lag.maxLag` or more chunks beyond the slowest active receiver's published position (LagGate).
+   */
+  lag?: LagLimit;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -212,7 +218,9 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       onError: fail,
     });
     writer.start();
+    const lagGate = options.lag ? new LagGate(store, streamId, options.lag, options.retry) : undefined;
     for (let index = resumedFrom; !sourceEnded; index++) {
+      await lagGate?.admit(index, signal); // before reading: chunks held back stay in the source, not in memory
       const raw = await slabs.acquire(signal);
       const rawLength = await reader.fill(raw, chunkSize, signal);
       if (rawLength === 0) {

@@ -28,7 +28,16 @@ export interface GcsStoreOptions {
   concurrency?: number;
   /** Per-request timeout of the client's JSON API and multipart calls (default 60 s). */
   requestTimeoutMs?: number;
+  /** A download that receives nothing for this long is given up and retried (default 10 s). */
+  downloadIdleTimeoutMs?: number;
 }
+
+/**
+ * The client's read stream reports neither an end nor an error when a body is cut off mid-way
+ * (seen with @google-cloud/storage 7.22 / gaxios 6.7), so a silent body is the only sign: a healthy
+ * download never pauses this long, and retrying a chunk is cheap.
+ */
+export const DEFAULT_DOWNLOAD_IDLE_TIMEOUT_MS = 10_000;
 
 /**
  * Below this, one multipart request; from it on, a resumable session (docs/TESTING.md has the
@@ -63,6 +72,7 @@ export class GcsObjectStore implements ObjectStore {
   readonly #md5MaxBytes: number;
   readonly #concurrency: number;
   readonly #timeoutMs: number;
+  readonly #downloadIdleTimeoutMs: number;
 
   private constructor(options: GcsStoreOptions) {
     this.#bucketName = options.bucket;
@@ -73,6 +83,7 @@ export class GcsObjectStore implements ObjectStore {
     this.#md5MaxBytes = options.md5MaxBytes ?? DEFAULT_MD5_MAX_BYTES;
     this.#concurrency = options.concurrency ?? 16;
     this.#timeoutMs = options.requestTimeoutMs ?? 60_000;
+    this.#downloadIdleTimeoutMs = options.downloadIdleTimeoutMs ?? DEFAULT_DOWNLOAD_IDLE_TIMEOUT_MS;
     this.#storage = new Storage({
       ...(options.endpoint === undefined ? {} : { apiEndpoint: options.endpoint }),
       timeout: this.#timeoutMs,
@@ -140,6 +151,7 @@ export class GcsObjectStore implements ObjectStore {
       const { body, generation } = await downloadObject(
         this.#bucket.file(name),
         range ? { start: range.start, end: range.end - 1 } : undefined,
+        { idleTimeoutMs: this.#downloadIdleTimeoutMs },
         options.signal,
       );
       return { body, etag: generation };

@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { StoreError } from '@bucketpipe/core';
 import type { S3Settings } from './s3-options.js';
+import { UndiciHttpHandler } from './undici-handler.js';
 
 /** Parts of one multipart upload in flight at once (lib-storage's queueSize). */
 export const MULTIPART_QUEUE = 4;
@@ -29,15 +30,21 @@ export interface S3Clients {
  *   what TLS and each chunk's own SHA-256 already guarantee;
  * - over https the payload is not hashed for SigV4 (UNSIGNED-PAYLOAD): TLS protects it in transit
  *   and the receiver verifies every chunk's SHA-256; over plain http the SHA-256 is kept, so that
- *   the server rejects a body damaged on the way instead of storing it.
+ *   the server rejects a body damaged on the way instead of storing it;
+ * - HTTP on the SDK's NodeHttpHandler with keep-alive agents of our own, or on undici
+ *   (`httpClient`, undici-handler.ts), with the same pool size and timeouts.
  */
 export function createS3Clients(settings: S3Settings, region: string): S3Clients {
   // A few sockets more than the caller's requests: the manifest and cursor writes, listings, and
   // the parts of multipart uploads run beside the chunk transfers.
   const maxSockets = settings.concurrency * MULTIPART_QUEUE + 16;
-  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) });
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) });
-  const requestHandler = { httpAgent, httpsAgent, connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: SOCKET_TIMEOUT_MS };
+  const node = settings.httpClient === 'node';
+  const httpAgent = node ? new HttpAgent({ keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) }) : undefined;
+  const httpsAgent = node ? new HttpsAgent({ keepAlive: true, maxSockets, maxFreeSockets: Math.min(maxSockets, 256) }) : undefined;
+  // One handler for both clients: they share the sockets.
+  const requestHandler = node
+    ? { httpAgent, httpsAgent, connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: SOCKET_TIMEOUT_MS }
+    : new UndiciHttpHandler({ connections: maxSockets, connectTimeoutMs: CONNECT_TIMEOUT_MS, socketTimeoutMs: SOCKET_TIMEOUT_MS });
   const config: S3ClientConfig = {
     region,
     forcePathStyle: settings.pathStyle,
@@ -67,8 +74,8 @@ export function createS3Clients(settings: S3Settings, region: string): S3Clients
     destroy() {
       client.destroy();
       partsClient.destroy();
-      httpAgent.destroy();
-      httpsAgent.destroy();
+      httpAgent?.destroy();
+      httpsAgent?.destroy();
     },
   };
 }

@@ -1,5 +1,6 @@
 import { NoSuchBucket, NoSuchKey, S3ServiceException } from '@aws-sdk/client-s3';
 import { StoreError } from '@bucketpipe/core';
+import { errors as undiciErrors } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { type ErrorContext, isNotFound, isPreconditionError, toStoreError } from './s3-errors.js';
 
@@ -90,6 +91,29 @@ describe('toStoreError', () => {
     }
     const timeout = Object.assign(new Error('the request socket timed out after 120000 ms of inactivity'), { name: 'TimeoutError' });
     expect(toStoreError(timeout, context).kind).toBe('transient');
+  });
+
+  it('undici’s network errors are transient during a transfer (as UndiciHttpHandler hands them on, and raw from a body)', () => {
+    const failures = [
+      new undiciErrors.SocketError('other side closed'),
+      new undiciErrors.ConnectTimeoutError(),
+      new undiciErrors.HeadersTimeoutError(),
+      new undiciErrors.BodyTimeoutError(),
+      new undiciErrors.ResponseContentLengthMismatchError(),
+    ];
+    for (const raw of failures) {
+      expect(toStoreError(raw, context).kind, raw.code).toBe('transient');
+      const renamed = Object.assign(Object.create(raw) as Error, { name: 'TimeoutError' });
+      expect(toStoreError(renamed, context).kind, `${raw.code} as TimeoutError`).toBe('transient');
+    }
+    expect(toStoreError(new undiciErrors.SocketError('other side closed'), context).message).toContain('other side closed');
+  });
+
+  it('undici’s connect timeout at open is fatal, like NodeHttpHandler’s', () => {
+    const open = { ...context, phase: 'open' as const, action: 'list', key: undefined };
+    const error = toStoreError(Object.assign(new undiciErrors.ConnectTimeoutError(), { name: 'TimeoutError' }), open);
+    expect(error.kind).toBe('fatal');
+    expect(error.message).toContain('no connection within the timeout');
   });
 
   it('an unreachable endpoint at open is fatal at once, naming the endpoint and the fix', () => {

@@ -86,7 +86,12 @@ const NETWORK_CODES = new Set([
   'EHOSTUNREACH',
   'ENETDOWN',
   'ERR_STREAM_PREMATURE_CLOSE',
-  'UND_ERR_SOCKET',
+  // undici (the `undici` HTTP client, and errors that reach us from its response bodies):
+  'UND_ERR_SOCKET', // the connection closed or reset ("other side closed")
+  'UND_ERR_CONNECT_TIMEOUT', // no connection within the connect timeout (at open: fatal, below)
+  'UND_ERR_HEADERS_TIMEOUT', // silence while sending the request or waiting for the answer
+  'UND_ERR_BODY_TIMEOUT', // silence in the middle of the answer's body
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', // the answer's body ended short
 ]);
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND']);
 
@@ -177,7 +182,8 @@ export function toStoreError(error: unknown, context: ErrorContext): StoreError 
     }
     return new StoreError('transient', message, options);
   }
-  if (name === 'TimeoutError' && context.phase === 'open' && /establish a connection/.test(facts.message)) {
+  const noConnection = code === 'UND_ERR_CONNECT_TIMEOUT' || (name === 'TimeoutError' && /establish a connection/.test(facts.message));
+  if (noConnection && context.phase === 'open') {
     return new StoreError('fatal', `cannot ${at}: no connection within the timeout: check the endpoint and the network`, options);
   }
   if (name === 'NotImplemented' || status === 501) {

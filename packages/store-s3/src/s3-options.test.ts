@@ -1,6 +1,6 @@
 import { UsageError } from '@bucketpipe/core';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONCURRENCY, parseEndpoint, readS3Settings } from './s3-options.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_HTTP_CLIENT, parseEndpoint, readS3Settings } from './s3-options.js';
 
 describe('readS3Settings', () => {
   it('defaults: AWS, virtual-hosted, region from the chain, conditional writes required', () => {
@@ -10,6 +10,7 @@ describe('readS3Settings', () => {
       region: undefined,
       allowUnconditionalWrites: false,
       concurrency: DEFAULT_CONCURRENCY,
+      httpClient: DEFAULT_HTTP_CLIENT,
     });
   });
 
@@ -21,6 +22,7 @@ describe('readS3Settings', () => {
         s3PathStyle: true,
         allowUnconditionalWrites: true,
         concurrency: '16',
+        s3HttpClient: 'undici',
       },
       {},
     );
@@ -30,7 +32,22 @@ describe('readS3Settings', () => {
       region: 'eu-west-3',
       allowUnconditionalWrites: true,
       concurrency: 16,
+      httpClient: 'undici',
     });
+  });
+
+  it('picks the HTTP client from s3HttpClient, else BUCKETPIPE_S3_HTTP_CLIENT', () => {
+    expect(readS3Settings({}, { BUCKETPIPE_S3_HTTP_CLIENT: 'undici' }).httpClient).toBe('undici');
+    expect(readS3Settings({}, { BUCKETPIPE_S3_HTTP_CLIENT: ' NODE ' }).httpClient).toBe('node');
+    expect(readS3Settings({ s3HttpClient: 'node' }, { BUCKETPIPE_S3_HTTP_CLIENT: 'undici' }).httpClient).toBe('node');
+    expect(readS3Settings({}, { BUCKETPIPE_S3_HTTP_CLIENT: '' }).httpClient).toBe(DEFAULT_HTTP_CLIENT);
+    for (const bad of [
+      { options: { s3HttpClient: 'fetch' }, env: {} },
+      { options: {}, env: { BUCKETPIPE_S3_HTTP_CLIENT: 'http2' } },
+    ]) {
+      expect(() => readS3Settings(bad.options, bad.env)).toThrow(UsageError);
+      expect(() => readS3Settings(bad.options, bad.env)).toThrow(/expected node or undici/);
+    }
   });
 
   it('a custom endpoint uses path-style addressing', () => {

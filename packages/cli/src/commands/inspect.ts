@@ -1,10 +1,27 @@
-import { formatBytes, listReceiverCursors, type Manifest, type ReceiverCursor, readManifest, StoreError } from '@bucketpipe/core';
-import { exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  formatBytes,
+  formatRate,
+  InterruptedError,
+  listReceiverCursors,
+  type Manifest,
+  type ReceiverCursor,
+  readManifest,
+  receiversOf,
+  StoreError,
+  UsageError,
+  withRetry,
+} from '@bucketpipe/core';
+import { durationOption, exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
 import { describeRatio } from '../progress.js';
+import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
-export const inspectHelp = `usage: bucketpipe inspect <stream-url> [--json]
+/** Rates are measured over the readings of the last this-many milliseconds (at least two readings). */
+export const WATCH_WINDOW_MS = 10_000;
+
+export const inspectHelp = `usage: bucketpipe inspect <stream-url> [--json | --watch [--interval D]]
 
 Shows where a stream stands: state, chunk size and codec, chunks and bytes stored so far, raw
 versus stored size (stored is smaller because of compression, not loss), the sender's heartbeat,
@@ -12,17 +29,34 @@ and each receiver's position and lag.
 
 options:
   --json        print the manifest and receivers as one JSON object
+  --watch       refresh until the stream is complete and every receiver of it is done (or the
+                stream is aborted; Ctrl-C ends it too, exit 130), adding the sender's rate and each
+                receiver's rate, lag and ETA, measured between refreshes (raw bytes over the last
+                ${WATCH_WINDOW_MS / 1000}s). ETA needs the total, so it is known only once the stream is complete.
+                Redraws in place on a terminal, else prints one block per refresh
+  --interval D  time between refreshes with --watch (default 2s)
   -h, --help
 
 ${storeOptionsHelp}
 `;
 
-const spec: OptionSpec = { json: { type: 'boolean' }, ...storeOptionSpec };
+const spec: OptionSpec = { json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' }, ...storeOptionSpec };
 
 export async function runInspect(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'inspect');
   const url = exactlyOnePositional(parsed, 'inspect');
+  const { values } = parsed;
+  if (values.watch === true && values.json === true) throw new UsageError('--watch and --json cannot be combined');
+  if (values.interval !== undefined && values.watch !== true) throw new UsageError('--interval applies only with --watch');
+  const intervalMs = durationOption(values, 'interval', 2000);
   const store = await openStreamStore(url, storeOpenOptions(parsed.values));
+  if (values.watch === true) {
+    try {
+      return await watch(store, intervalMs);
+    } finally {
+      await store.close();
+    }
+  }
   try {
     const found = await readManifest(store);
     if (!found) {
@@ -40,7 +74,7 @@ export async function runInspect(argv: string[]): Promise<number> {
   }
 }
 
-export function renderInspect(where: string, m: Manifest, receivers: ReceiverCursor[], now: number): string {
+export function renderInspect(where: string, m: Manifest, receivers: ReceiverCursor[], now: number, rates?: LiveRates): string {
   const age = (iso: string) => `${Math.max(0, Math.round((now - Date.parse(iso)) / 1000))}s ago`;
   const state =
     m.state === 'sending'
@@ -58,6 +92,7 @@ export function renderInspect(where: string, m: Manifest, receivers: ReceiverCur
     ['stored', `${formatBytes(m.storedBytes)} — ${describeRatio(m.rawBytes, m.storedBytes)}`],
   ];
   if (m.final) rows.push(['digest', `${m.final.digest} (SHA-256 over the chunks' raw SHA-256s)`]);
+  if (rates) rows.push(['sender rate', senderRate(m, rates)]);
   if (receivers.length === 0) rows.push(['receivers', 'none has published a position']);
   for (const r of receivers) {
     const lag = Math.max(0, m.watermark - r.position);
@@ -69,7 +104,121 @@ export function renderInspect(where: string, m: Manifest, receivers: ReceiverCur
       `receiver ${r.receiverId}`,
       `${r.state}: ${position} (host ${r.host}, updated ${age(r.updatedAt)})${r.error ? ` — ${r.error}` : ''}`,
     ]);
+    if (rates && r.streamId === m.streamId) rows.push(['', receiverRate(m, r, rates)]);
   }
   const width = Math.max(...rows.map(([label]) => label.length));
   return `${rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n')}\n`;
+}
+
+/**
+ * Raw bytes over time, from successive readings of the manifest and the cursors (this machine's
+ * clock at each reading): the sender's rate from the manifest's rawBytes, each receiver's from its
+ * cursor's rawBytes. A reading older than the window is dropped, except the newest one before it.
+ */
+export class LiveRates {
+  #samples = new Map<string, Array<{ at: number; bytes: number }>>();
+
+  record(at: number, m: Manifest, receivers: readonly ReceiverCursor[]): void {
+    this.#add('sender', at, m.rawBytes);
+    for (const r of receiversOf(m, receivers)) this.#add(`receiver ${r.receiverId}`, at, r.rawBytes);
+  }
+
+  /** Bytes per second, or null before the second reading. */
+  sender(): number | null {
+    return this.#rate('sender');
+  }
+
+  receiver(receiverId: string): number | null {
+    return this.#rate(`receiver ${receiverId}`);
+  }
+
+  #add(key: string, at: number, bytes: number): void {
+    const samples = this.#samples.get(key) ?? [];
+    // A receiver restarted from an earlier position starts a new series.
+    if ((samples.at(-1)?.bytes ?? 0) > bytes) samples.length = 0;
+    samples.push({ at, bytes });
+    while (samples.length > 2 && (samples[1] as { at: number }).at <= at - WATCH_WINDOW_MS) samples.shift();
+    this.#samples.set(key, samples);
+  }
+
+  #rate(key: string): number | null {
+    const samples = this.#samples.get(key);
+    const first = samples?.[0];
+    const last = samples?.at(-1);
+    if (!first || !last || last.at <= first.at) return null;
+    return ((last.bytes - first.bytes) * 1000) / (last.at - first.at);
+  }
+}
+
+function senderRate(m: Manifest, rates: LiveRates): string {
+  if (m.state === 'complete') return 'done';
+  if (m.state === 'aborted') return 'stopped (aborted)';
+  const rate = rates.sender();
+  if (rate === null) return 'measuring…';
+  return `${formatRate(rate, 1)} raw; ETA unknown (the total is known only when the source ends)`;
+}
+
+function receiverRate(m: Manifest, r: ReceiverCursor, rates: LiveRates): string {
+  const lagBytes = Math.max(0, m.rawBytes - r.rawBytes);
+  const lagChunks = Math.max(0, m.watermark - r.position);
+  const lag = `lag ${lagChunks} chunk${lagChunks === 1 ? '' : 's'} (${formatBytes(lagBytes)})`;
+  if (r.state === 'done') return `${lag}; done`;
+  const rate = rates.receiver(r.receiverId);
+  const speed = rate === null ? 'rate measuring…' : `${formatRate(rate, 1)}`;
+  let eta: string;
+  if (r.state === 'failed') eta = 'ETA none (failed)';
+  else if (m.state !== 'complete' || !m.final) eta = 'ETA unknown (the stream is still being sent)';
+  else if (rate === null || rate <= 0) eta = 'ETA unknown (not moving)';
+  else eta = `ETA ${formatDuration((m.final.rawBytes - r.rawBytes) / rate)}`;
+  return `${speed} · ${lag} · ${eta}`;
+}
+
+/** "45s", "12m05s", "3h07m". */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** The watch ends when nothing will change any more: complete and every receiver of the stream done, or aborted. */
+export function watchFinished(m: Manifest, receivers: readonly ReceiverCursor[]): boolean {
+  if (m.state === 'aborted') return true;
+  return m.state === 'complete' && receiversOf(m, receivers).every((r) => r.state === 'done');
+}
+
+async function watch(store: Awaited<ReturnType<typeof openStreamStore>>, intervalMs: number): Promise<number> {
+  const interrupt = interruptSignal();
+  const tty = process.stdout.isTTY === true;
+  const rates = new LiveRates();
+  let refreshes = 0;
+  try {
+    for (;;) {
+      const found = await withRetry(() => readManifest(store), { signal: interrupt.signal });
+      if (!found) {
+        throw new StoreError(
+          'not-found',
+          `no stream at ${store.description} (no manifest.json)${refreshes > 0 ? ': it was deleted' : ': check the URL, or start the sender first'}`,
+        );
+      }
+      const receivers = await withRetry(() => listReceiverCursors(store), { signal: interrupt.signal });
+      const now = Date.now();
+      rates.record(now, found.manifest, receivers);
+      const block = renderInspect(store.description, found.manifest, receivers, now, rates);
+      if (tty) {
+        // Like watch(1): clear the screen and draw from its top (long lines may wrap, so moving up by a line count would not do).
+        process.stdout.write(`\x1b[H\x1b[2J${block}`);
+      } else {
+        process.stdout.write(`${refreshes > 0 ? '\n' : ''}--- ${new Date(now).toISOString()}\n${block}`);
+      }
+      refreshes++;
+      if (watchFinished(found.manifest, receivers)) return 0;
+      await sleep(intervalMs, undefined, { signal: interrupt.signal });
+    }
+  } catch (error) {
+    if (interrupt.signal.aborted && interrupt.signal.reason instanceof InterruptedError) return interrupt.signal.reason.exitCode;
+    throw error;
+  } finally {
+    interrupt.dispose();
+  }
 }

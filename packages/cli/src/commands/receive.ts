@@ -1,6 +1,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import {
   CodecPool,
+  checkReceivedPrefix,
   DEFAULT_BUFFER_BYTES,
   defaultMissingChunkPolicy,
   formatBytes,
@@ -18,10 +19,11 @@ import {
   sizeOption,
   stringOption,
 } from '../args.js';
+import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
-import { commandSink, stdoutSink } from '../sink.js';
+import { commandSink, fileSink, type OutputSink, stdoutSink } from '../sink.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
@@ -29,11 +31,21 @@ export const receiveHelp = `usage: bucketpipe receive <stream-url> [options] [--
 
 Follows the stream at <stream-url> — before, during or after the send — downloading ahead in
 parallel, verifying every chunk (header, SHA-256) before any of its bytes is written, and writes
-the stream strictly in order into the command's stdin (or to stdout when no command is given).
-Exits 0 only when the whole stream matched its checksum and the command exited 0. On any failure
-the command is killed before it can see end-of-input, so "zfs recv" never commits a partial stream.
+the stream strictly in order into the command's stdin, a file (--output), or stdout. Exits 0 only
+when the whole stream matched its checksum and the command exited 0. On any failure the command is
+killed before it can see end-of-input, so "zfs recv" never commits a partial stream.
+
+Restarted after an interruption, the same command continues where it can:
+  --output FILE, or stdout appended to a file (>> FILE): the bytes the file holds are first
+      checked against the stream (each whole chunk's SHA-256 against the stored chunk's header;
+      a file of another stream is refused, untouched), then the file is cut to those chunks and
+      only the rest is downloaded. A partly written last chunk is received again.
+  a command (zfs recv), a pipe or a terminal: the stream is received again from its first chunk,
+      out of the store; the sender is not needed for that.
 
 options:
+  -o, --output FILE     write to FILE (created if absent, never truncated before it was verified)
+                        and resume into it when it already holds the start of the stream
   --concurrency N       downloads in flight (default 8)
   --buffer SIZE         memory for chunks downloaded ahead of the sink (default 512MiB)
   --threads N           verification/decompression threads (default: one per core, ${availableParallelism()} here)
@@ -44,6 +56,7 @@ options:
   --missing-chunk-timeout D
                         how long a chunk the manifest counts may stay unreadable (a copy still in
                         transit) before it counts as lost (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
+${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
 
@@ -51,7 +64,7 @@ ${storeOptionsHelp}
 
 example:
   bucketpipe receive /mnt/transfer/pgdata -- zfs recv -F tank/pgdata
-  bucketpipe receive file:///mnt/transfer/pgdata > stream.zfs
+  bucketpipe receive file:///mnt/transfer/pgdata --output stream.zfs
 `;
 
 const spec: OptionSpec = {
@@ -61,9 +74,11 @@ const spec: OptionSpec = {
   'poll-interval': { type: 'string' },
   'receiver-id': { type: 'string' },
   'missing-chunk-timeout': { type: 'string' },
+  output: { type: 'string', short: 'o' },
   quiet: { type: 'boolean', short: 'q' },
   ...rateOptionSpec,
   ...storeOptionSpec,
+  ...metricsOptionSpec,
 };
 
 export async function runReceive(argv: string[]): Promise<number> {
@@ -82,15 +97,60 @@ export async function runReceive(argv: string[]): Promise<number> {
 
   const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
 
+  const outputPath = stringOption(values, 'output');
+  if (outputPath !== undefined && parsed.command.length > 0) {
+    throw new UsageError('--output and a sink command exclude each other: write to a file or into a command');
+  }
+  if (outputPath === '') throw new UsageError('--output needs a file name');
+
+  const metrics = await startMetrics('receive', values);
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
-  const sink: Sink = parsed.command.length > 0 ? await commandSink(parsed.command) : stdoutSink();
+  const output: OutputSink | null = parsed.command.length > 0 ? null : outputPath !== undefined ? await fileSink(outputPath) : stdoutSink();
+  const sink: Sink = output ?? (await commandSink(parsed.command));
   const progress = new ProgressReporter({ quiet: values.quiet === true });
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
+  const receiveStore = rateLimited(metrics.store(store), rate);
+  let resumed: Record<string, unknown> = {};
   try {
     const summary = await receive({
-      store: rateLimited(store, rate),
-      sink,
+      store: receiveStore,
+      sink: metrics.sink(sink),
+      start: output?.existing
+        ? async (manifest, signal) => {
+            const existing = output.existing;
+            if (!existing) return null;
+            progress.message(
+              `${existing.description} holds ${formatBytes(existing.length)} already: verifying it against stream ${manifest.streamId} before receiving the rest`,
+            );
+            const verifyStarted = performance.now();
+            const prefix = await checkReceivedPrefix({
+              store: receiveStore,
+              manifest,
+              output: existing,
+              concurrency,
+              signal,
+              onProgress: (v) =>
+                progress.update(
+                  (seconds) =>
+                    `receive verifying chunk ${v.chunks} of ${v.of} of ${existing.description} · ${formatBytes(v.rawBytes)} · ${formatRate(v.rawBytes, seconds)}`,
+                ),
+            });
+            const verifySeconds = (performance.now() - verifyStarted) / 1000;
+            await output.truncate(prefix.rawBytes);
+            progress.message(
+              `${existing.description} holds the first ${prefix.chunks} chunks (${formatBytes(prefix.rawBytes)}) of the stream, verified at ${formatRate(prefix.rawBytes, verifySeconds)}${prefix.discardBytes > 0 ? `; cut off the ${prefix.discardBytes} bytes after them (a chunk not completely written)` : ''}; receiving from chunk ${prefix.chunks} on`,
+            );
+            resumed = {
+              resumedFrom: prefix.chunks,
+              chunksVerified: prefix.chunks,
+              rawBytesVerified: prefix.rawBytes,
+              bytesDiscarded: prefix.discardBytes,
+              verifySeconds: Number(verifySeconds.toFixed(3)),
+            };
+            return prefix;
+          }
+        : undefined,
       concurrency,
       bufferBytes,
       pollIntervalMs,
@@ -98,13 +158,18 @@ export async function runReceive(argv: string[]): Promise<number> {
       missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
       codec,
       signal: interrupt.signal,
-      onWaiting: (what) => progress.waiting(what),
+      onWaiting: (what) => {
+        metrics.waiting(what);
+        progress.waiting(what);
+      },
       onWarning: (message) => progress.message(`warning: ${message}`),
-      onProgress: (p) =>
+      onProgress: (p) => {
+        metrics.receive(p);
         progress.update(
           (seconds) =>
-            `receive ${formatBytes(p.rawBytesWritten)} written · ${formatRate(p.rawBytesWritten, seconds)} · chunk ${p.chunksWritten}/${p.watermark}${p.state === 'sending' ? '+' : ''} · ${p.downloadsInFlight} downloading`,
-        ),
+            `receive ${formatBytes(p.rawBytesWritten)} written · ${formatRate(p.rawBytesWritten - p.rawBytesResumed, seconds)} · chunk ${p.chunksWritten}/${p.watermark}${p.state === 'sending' ? '+' : ''} · ${p.downloadsInFlight} downloading`,
+        );
+      },
     });
     progress.summary({
       command: 'receive',
@@ -115,13 +180,15 @@ export async function runReceive(argv: string[]): Promise<number> {
       chunks: summary.chunks,
       rawBytes: summary.rawBytes,
       seconds: Number(summary.seconds.toFixed(3)),
-      MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
+      MBps: Number(((summary.rawBytes - summary.rawBytesResumed) / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
+      ...resumed,
       requests: store.counts,
     });
     return 0;
   } finally {
     interrupt.dispose();
+    await metrics.close();
     await codec.close();
     await store.close();
   }

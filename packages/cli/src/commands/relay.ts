@@ -1,5 +1,6 @@
 import { defaultMissingChunkPolicy, formatBytes, formatRate, relay, UsageError } from '@bucketpipe/core';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
+import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
@@ -24,6 +25,7 @@ options:
   --missing-chunk-timeout D
                         how long a chunk the source manifest counts may stay unreadable before the
                         relay gives up on it (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
+${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
 
@@ -40,6 +42,7 @@ const spec: OptionSpec = {
   quiet: { type: 'boolean', short: 'q' },
   ...rateOptionSpec,
   ...storeOptionSpec,
+  ...metricsOptionSpec,
 };
 
 export async function runRelay(argv: string[]): Promise<number> {
@@ -55,6 +58,7 @@ export async function runRelay(argv: string[]): Promise<number> {
   const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
   const storeOptions = storeOpenOptions(values, { concurrency: String(concurrency) });
 
+  const metrics = await startMetrics('relay', values);
   const source = await openStreamStore(fromUrl, storeOptions);
   try {
     const destination = await openStreamStore(toUrl, storeOptions);
@@ -66,18 +70,23 @@ export async function runRelay(argv: string[]): Promise<number> {
       const interrupt = interruptSignal();
       try {
         const summary = await relay({
-          source: rateLimited(source, rate),
-          destination,
+          source: rateLimited(metrics.store(source, 'source'), rate),
+          destination: metrics.store(destination, 'destination'),
           concurrency,
           pollIntervalMs,
           missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
           signal: interrupt.signal,
-          onWaiting: (what) => progress.waiting(what),
-          onProgress: (p) =>
+          onWaiting: (what) => {
+            metrics.waiting(what);
+            progress.waiting(what);
+          },
+          onProgress: (p) => {
+            metrics.relay(p);
             progress.update(
               (seconds) =>
                 `relay ${formatBytes(p.storedBytesCopied)} copied · ${formatRate(p.storedBytesCopied, seconds)} · published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
-            ),
+            );
+          },
         });
         progress.summary({
           command: 'relay',
@@ -101,6 +110,7 @@ export async function runRelay(argv: string[]): Promise<number> {
       await destination.close();
     }
   } finally {
+    await metrics.close();
     await source.close();
   }
 }

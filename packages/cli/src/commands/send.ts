@@ -12,10 +12,21 @@ import {
   MAX_LEVEL,
   MIN_CHUNK_SIZE,
   MIN_LEVEL,
+  parseByteSize,
+  type SendOptions,
   send,
   UsageError,
 } from '@bucketpipe/core';
-import { durationOption, exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine, sizeOption } from '../args.js';
+import {
+  durationOption,
+  exactlyOnePositional,
+  integerOption,
+  type OptionSpec,
+  type ParsedCommandLine,
+  parseCommandLine,
+  sizeOption,
+} from '../args.js';
+import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
@@ -50,7 +61,17 @@ options:
                         sender is live and for a complete stream. Without a stream there, starts one
   --stale-after D       with --takeover: how old the heartbeat of a sending stream must be before it
                         may be taken over (default ${DEFAULT_STALE_AFTER_MS / 1000}s; the sender beats every 10s)
+  --max-lag N|SIZE      lag-aware backpressure: stop reading and uploading while the next chunk would
+                        be N chunks (64) or SIZE of chunks (2GiB) beyond the position of the slowest
+                        receiver of the stream, so the bucket holds a bounded window beyond it (chunks
+                        being read, compressed and uploaded count). Receivers count from the cursor
+                        they publish (about once a second); one that has not moved for 60s while the
+                        sender waits for it is ignored until it moves. With no receiver registered,
+                        the sender holds at N chunks for --max-lag-wait, then goes on unbounded (with
+                        a warning) until a receiver registers. A relay is not a receiver
+  --max-lag-wait D      with --max-lag: how long to hold for a first receiver (default 10s; 0: not)
   --no-fsync            (directory store) do not fsync chunks; faster, unsafe on power loss
+${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
 
@@ -72,10 +93,13 @@ const spec: OptionSpec = {
   'manifest-interval': { type: 'string' },
   takeover: { type: 'boolean' },
   'stale-after': { type: 'string' },
+  'max-lag': { type: 'string' },
+  'max-lag-wait': { type: 'string' },
   'no-fsync': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   ...rateOptionSpec,
   ...storeOptionSpec,
+  ...metricsOptionSpec,
 };
 
 export async function runSend(argv: string[]): Promise<number> {
@@ -99,7 +123,9 @@ export async function runSend(argv: string[]): Promise<number> {
   const takeover = values.takeover === true;
   if (values['stale-after'] !== undefined && !takeover) throw new UsageError('--stale-after applies only with --takeover');
   const staleAfterMs = durationOption(values, 'stale-after', DEFAULT_STALE_AFTER_MS);
+  const maxLag = maxLagOption(values, chunkSize);
 
+  const metrics = await startMetrics('send', values);
   const store = await openStreamStore(
     url,
     storeOpenOptions(values, { fsync: values['no-fsync'] !== true, concurrency: String(concurrency) }),
@@ -111,7 +137,7 @@ export async function runSend(argv: string[]): Promise<number> {
   let phase = 'sending';
   try {
     const summary = await send({
-      store: rateLimited(store, rate),
+      store: rateLimited(metrics.store(store), rate),
       source: source.bytes,
       sourceExit: source.exit,
       chunkSize,
@@ -121,9 +147,11 @@ export async function runSend(argv: string[]): Promise<number> {
       manifestIntervalMs,
       takeover,
       staleAfterMs,
+      lag: maxLag === undefined ? undefined : lagLimit(maxLag, values, progress),
       codec,
       signal: interrupt.signal,
       onProgress: (p) => {
+        metrics.send(p);
         if (p.phase !== phase) {
           phase = p.phase;
           if (p.phase === 'verifying') {
@@ -175,7 +203,45 @@ export async function runSend(argv: string[]): Promise<number> {
     throw error;
   } finally {
     interrupt.dispose();
+    await metrics.close();
     await codec.close();
     await store.close();
   }
+}
+
+/** `--max-lag 64` (chunks) or `--max-lag 2GiB` (bytes: whole chunks of `chunkSize`, at least one). */
+function maxLagOption(values: ParsedCommandLine['values'], chunkSize: number): number | undefined {
+  const raw = values['max-lag'];
+  if (raw === undefined) {
+    if (values['max-lag-wait'] !== undefined) throw new UsageError('--max-lag-wait applies only with --max-lag');
+    return undefined;
+  }
+  const text = String(raw).trim();
+  if (/^\d+$/.test(text)) return integerOption(values, 'max-lag', 0, 1, 1e12);
+  const bytes = parseByteSize(text);
+  if (bytes === null) throw new UsageError(`--max-lag ${text}: write a number of chunks (64) or a size (2GiB)`);
+  if (bytes < chunkSize) throw new UsageError(`--max-lag ${text}: less than one chunk of ${formatBytes(chunkSize)}`);
+  return Math.floor(bytes / chunkSize);
+}
+
+/** The gate's settings, with what it waits for on the progress line and, at most every 30 s or when the receiver changes, as a message. */
+function lagLimit(maxLag: number, values: ParsedCommandLine['values'], progress: ProgressReporter): NonNullable<SendOptions['lag']> {
+  let said: { receiverId: string | null; at: number } | undefined;
+  return {
+    maxLag,
+    firstReceiverWaitMs: values['max-lag-wait'] === '0' ? 0 : durationOption(values, 'max-lag-wait', 10_000),
+    onWarning: (message) => progress.message(`warning: ${message}`),
+    onWait: (wait) => {
+      if (wait === null) return;
+      const what =
+        wait.receiverId === null
+          ? `a first receiver to register (--max-lag ${maxLag}: holding chunk ${wait.next})`
+          : `receiver ${wait.receiverId}: chunk ${wait.position}, ${wait.behind} behind (--max-lag ${maxLag})`;
+      progress.update(() => `send waiting for ${what}`);
+      if (said?.receiverId !== wait.receiverId || Date.now() - said.at >= 30_000) {
+        said = { receiverId: wait.receiverId, at: Date.now() };
+        progress.message(`waiting for ${what}`);
+      }
+    },
+  };
 }
