@@ -1,19 +1,13 @@
 import { createServer } from 'node:net';
 import { describe, expect, inject, it } from 'vitest';
-import { errorLine, run } from './helpers.js';
+import { errorLine, run, s3Env } from './helpers.js';
 import { GCS_TEST_BUCKET } from './servers/gcs.js';
 
 // Wrong credentials, a missing bucket, a wrong endpoint: each must end in one clear line that names
 // the bucket (or endpoint) and the fix, a non-zero exit, and no retry storm — within seconds.
 const s3 = inject('s3');
 const gcs = inject('gcs');
-const goodEnv = {
-  ...process.env,
-  AWS_ACCESS_KEY_ID: s3.accessKeyId,
-  AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-  AWS_REGION: s3.region,
-  AWS_EC2_METADATA_DISABLED: 'true',
-};
+const goodEnv = s3Env(s3);
 const FAST_MS = 10_000;
 
 /** A port on 127.0.0.1 that nothing listens on. */

@@ -9,6 +9,7 @@ import {
   outputFile,
   type Running,
   run,
+  s3Env,
   sha256File,
   streamDigestOfFile,
   summaryOf,
@@ -26,13 +27,7 @@ const gcs = inject('gcs');
 const bucket = `flow-${randomUUID().slice(0, 8)}`;
 const s3Args = ['--s3-endpoint', s3.endpoint, '--s3-path-style'];
 const gcsArgs = ['--gcs-endpoint', gcs.endpoint];
-const env = {
-  ...process.env,
-  AWS_ACCESS_KEY_ID: s3.accessKeyId,
-  AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-  AWS_REGION: s3.region,
-  AWS_EC2_METADATA_DISABLED: 'true',
-};
+const env = s3Env(s3);
 const CHUNK = 4 * MiB;
 const sendArgs = ['--chunk-size', '4MiB', '--manifest-interval', '200ms', '-q', ...s3Args];
 const followArgs = ['--poll-interval', '200ms', '-q'];

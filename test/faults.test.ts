@@ -10,6 +10,7 @@ import {
   MiB,
   outputFile,
   run,
+  s3Env,
   sha256File,
   streamDigestOfFile,
   summaryOf,
@@ -27,13 +28,7 @@ import { GCS_TEST_BUCKET } from './servers/gcs.js';
 const s3 = inject('s3');
 const gcs = inject('gcs');
 const bucket = `faults-${randomUUID().slice(0, 8)}`;
-const env = {
-  ...process.env,
-  AWS_ACCESS_KEY_ID: s3.accessKeyId,
-  AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-  AWS_REGION: s3.region,
-  AWS_EC2_METADATA_DISABLED: 'true',
-};
+const env = s3Env(s3);
 const SIZE = 32 * MiB;
 const CHUNK = 2 * MiB;
 const CHUNKS = SIZE / CHUNK;

@@ -155,3 +155,14 @@ export function errorLine(stderr: string): string {
       .find((l) => l.startsWith('bucketpipe: error:')) ?? `(no error line; stderr was: ${stderr})`
   );
 }
+
+/** The environment a CLI process needs to reach the test S3 server through the standard AWS chain. */
+export function s3Env(s3: { accessKeyId: string; secretAccessKey: string; region: string }): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    AWS_REGION: s3.region,
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}

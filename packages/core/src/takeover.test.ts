@@ -1,14 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { chunkKey } from './chunk.js';
 import { chunkObjectBound } from './codec.js';
-import { CodecPool } from './codec-pool.js';
 import { SourceFailedError } from './errors.js';
-import { MIN_CHUNK_SIZE } from './limits.js';
-import { MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
+import { MANIFEST_KEY, type Manifest } from './manifest.js';
+import { background, CHUNK, manifestOf, pipelineTestKit, same } from './pipeline-test-kit.js';
 import { receive } from './receiver.js';
-import type { RetryPolicy } from './retry.js';
 import { type SendOptions, type SendProgress, send } from './sender.js';
 import type { ObjectStore } from './store.js';
 import { streamDigestOf } from './stream-digest.js';
@@ -16,63 +14,17 @@ import { streamDigestOf } from './stream-digest.js';
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources.
 vi.mock('@bucketpipe/core', () => import('./index.js'));
 
-const CHUNK = MIN_CHUNK_SIZE; // 64 KiB
-const fastRetry: RetryPolicy = { attempts: 4, baseDelayMs: 1, maxDelayMs: 4 };
-let codec: CodecPool;
-
-beforeAll(() => {
-  codec = new CodecPool(2);
-});
-afterAll(async () => {
-  await codec.close();
-});
-
-function sendOptions(store: ObjectStore, source: AsyncIterable<Uint8Array>, more: Partial<SendOptions> = {}): SendOptions {
-  return {
-    store,
-    source,
-    chunkSize: CHUNK,
-    level: 1,
-    concurrency: 4,
-    bufferBytes: 8 * chunkObjectBound(CHUNK),
-    manifestIntervalMs: 5,
-    heartbeatIntervalMs: 1_000,
-    codec,
-    retry: fastRetry,
-    ...more,
-  };
-}
+const { sendOptions, receiveOptions } = pipelineTestKit();
 
 /** A takeover of a sender that has just stopped: any heartbeat age counts as stale. */
 const takeover = (more: Partial<SendOptions> = {}): Partial<SendOptions> => ({ takeover: true, staleAfterMs: 0, ...more });
 
-function background<T>(promise: Promise<T>): Promise<T> {
-  void promise.catch(() => {});
-  return promise;
-}
-
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 const chunkPuts = (store: FaultyStore) => store.requests.filter((r) => r.op === 'put' && r.key.startsWith('chunks/')).map((r) => r.key);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
-async function manifestOf(store: ObjectStore): Promise<Manifest> {
-  const found = await readManifest(store);
-  if (!found) throw new Error('no manifest');
-  return found.manifest;
-}
-
 async function receiveAll(store: ObjectStore): Promise<Uint8Array> {
   const sink = new MemorySink();
-  await receive({
-    store,
-    sink,
-    concurrency: 4,
-    bufferBytes: 8 * (CHUNK + chunkObjectBound(CHUNK)),
-    pollIntervalMs: 5,
-    receiverId: 'r',
-    codec,
-    retry: fastRetry,
-  });
+  await receive(receiveOptions(store, sink, { receiverId: 'r' }));
   return sink.bytes();
 }
 
