@@ -6,6 +6,7 @@ import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { chunkObjectBound } from './codec.js';
 import type { DecodeResult } from './codec-jobs.js';
 import { CodecPool } from './codec-pool.js';
+import { ConsumedChunkDeleter } from './consumed-chunk-deleter.js';
 import { CursorPublisher } from './cursor-publisher.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { DEFAULT_BUFFER_BYTES } from './limits.js';
@@ -47,6 +48,12 @@ export interface ReceiveOptions {
    * when it returns null, the receive starts at chunk 0.
    */
   start?: (manifest: Manifest, signal: AbortSignal) => Promise<ReceiveStart | null>;
+  /**
+   * Delete the chunk objects the sink has taken (`receive --delete-consumed`, ConsumedChunkDeleter):
+   * below the smallest position of this and the stream's other active receivers, in batches, and
+   * the rest once the sink has finished. The stream can no longer be received again from the store.
+   */
+  deleteConsumed?: boolean | { everyChunks?: number; intervalMs?: number };
 }
 
 export interface ReceiveProgress {
@@ -73,6 +80,8 @@ export interface ReceiveSummary {
   resumedFrom: number;
   /** Raw bytes of those chunks. */
   rawBytesResumed: number;
+  /** Chunk objects deleted (ReceiveOptions.deleteConsumed). */
+  chunksDeleted: number;
 }
 
 /**
@@ -95,6 +104,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
   const signal = abort.signal;
   const sinkFailure = sink.failure;
   sinkFailure.catch((error: unknown) => abort.abort(error));
+  let deleter: ConsumedChunkDeleter | undefined;
 
   try {
     let manifest = await waitForManifest(store, { ...options, signal });
@@ -106,6 +116,17 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     const resumedFrom = start?.chunks ?? 0;
     const rawBytesResumed = start?.rawBytes ?? 0;
     cursor.start({ streamId, position: resumedFrom, rawBytes: rawBytesResumed, state: 'receiving' });
+    if (options.deleteConsumed) {
+      const tuning = options.deleteConsumed === true ? {} : options.deleteConsumed;
+      deleter = new ConsumedChunkDeleter(store, {
+        ...tuning,
+        streamId,
+        receiverId: options.receiverId,
+        retry: options.retry,
+        signal,
+        onWarning: options.onWarning,
+      });
+    }
 
     const window = Math.max(2, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / (chunkSize + chunkObjectBound(chunkSize))));
     const slabs = new SlabPool(chunkSize, window);
@@ -229,6 +250,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       position++;
       rawBytesWritten += decoded.rawLength;
       cursor.set({ position, rawBytes: rawBytesWritten });
+      deleter?.consumed(position);
       fill();
       report();
     }
@@ -243,6 +265,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     }
     await raceAbort(sink.finish(), signal);
     await cursor.finish({ state: 'done' });
+    await deleter?.finish(position);
     return {
       streamId,
       chunks: position,
@@ -251,10 +274,12 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       seconds: (performance.now() - started) / 1000,
       resumedFrom,
       rawBytesResumed,
+      chunksDeleted: deleter?.deleted ?? 0,
     };
   } catch (caught) {
     const error = signal.aborted && signal.reason !== undefined ? signal.reason : caught;
     abort.abort(error);
+    await deleter?.finish();
     await sink.abort().catch(() => {});
     await cursor.finish({ state: 'failed', error: error instanceof Error ? error.message : String(error) }).catch(() => {});
     throw error;

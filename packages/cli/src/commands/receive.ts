@@ -56,6 +56,17 @@ options:
   --missing-chunk-timeout D
                         how long a chunk the manifest counts may stay unreadable (a copy still in
                         transit) before it counts as lost (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
+  --delete-consumed     delete the chunk objects the sink has taken, in batches while receiving and
+                        the rest at the end, so that the bucket holds only what is not received yet
+                        (with send --max-lag on the sender: a bounded amount). "Taken" means handed
+                        to the sink: written to the file, or into the command's stdin pipe — not
+                        committed by the command. The trade-off: NO REPLAY FROM THE STORE. If the
+                        command (zfs recv) fails or the receive is interrupted, neither a restart
+                        nor --output resume can get the deleted chunks back: send again. Chunks are
+                        kept while another receiver of the stream (waiting or receiving) still
+                        needs them; a receiver started later, and a relay reading this stream
+                        (it has no cursor), are NOT protected. manifest.json and the cursors stay:
+                        inspect and ls still work; verify reports the chunks as missing.
 ${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
@@ -75,6 +86,7 @@ const spec: OptionSpec = {
   'receiver-id': { type: 'string' },
   'missing-chunk-timeout': { type: 'string' },
   output: { type: 'string', short: 'o' },
+  'delete-consumed': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   ...rateOptionSpec,
   ...storeOptionSpec,
@@ -157,6 +169,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       receiverId,
       missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
       codec,
+      deleteConsumed: values['delete-consumed'] === true,
       signal: interrupt.signal,
       onWaiting: (what) => {
         metrics.waiting(what);
@@ -183,6 +196,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       MBps: Number(((summary.rawBytes - summary.rawBytesResumed) / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
       ...resumed,
+      ...(values['delete-consumed'] === true ? { chunksDeleted: summary.chunksDeleted } : {}),
       requests: store.counts,
     });
     return 0;
