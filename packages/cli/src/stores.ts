@@ -1,4 +1,4 @@
-import { CountingStore, openStore, parseStreamUrl, type StoreOpenOptions, UsageError } from '@bucketpipe/core';
+import { CountingStore, openStore, parseStreamUrl, type StoreOpenOptions, UsageError, withRetry } from '@bucketpipe/core';
 import { registerFsStore } from '@bucketpipe/store-fs';
 
 /** Cloud store packages load only when a URL needs them: their SDKs cost a few hundred ms at startup. */
@@ -26,5 +26,7 @@ export async function openStreamStore(url: string, options: StoreOpenOptions = {
     await register();
     registered.add(scheme);
   }
-  return new CountingStore(await openStore(url, options));
+  // Opening talks to the store (a one-key listing): a dropped connection or a throttle is retried
+  // like any request; auth, a missing bucket or an unreachable endpoint fail at once.
+  return new CountingStore(await withRetry(() => openStore(url, options)));
 }
