@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type MemorySink, pieces } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll } from 'vitest';
 import type { MissingChunkPolicy } from './chunk-fetch.js';
-import { chunkObjectBound } from './codec.js';
+import { ChunkCodec, chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
 import { MIN_CHUNK_SIZE } from './limits.js';
 import { type Manifest, readManifest } from './manifest.js';
@@ -13,6 +13,7 @@ import type { RetryPolicy } from './retry.js';
 import type { SendOptions } from './sender.js';
 import type { ObjectStore } from './store.js';
 import { streamDigestOf } from './stream-digest.js';
+import { streamIdToBytes } from './stream-id.js';
 
 /** 64 KiB: the smallest chunk size, so that tests have many chunks in little memory. */
 export const CHUNK = MIN_CHUNK_SIZE;
@@ -83,4 +84,21 @@ export async function manifestOf(store: ObjectStore): Promise<Manifest> {
   const found = await readManifest(store);
   if (!found) throw new Error('no manifest');
   return found.manifest;
+}
+
+/** A chunk object with a valid header and checksums that holds `raw` as chunk `index` of `streamId`. */
+export function craftChunk(streamId: string, index: number, raw: Uint8Array): Uint8Array {
+  const rawSlab = new Uint8Array(CHUNK);
+  rawSlab.set(raw);
+  const out = new Uint8Array(chunkObjectBound(CHUNK));
+  const encoded = new ChunkCodec().encode({
+    kind: 'encode',
+    raw: rawSlab,
+    rawLength: raw.length,
+    out,
+    streamId: streamIdToBytes(streamId),
+    index,
+    level: 1,
+  });
+  return out.slice(0, encoded.objectLength);
 }

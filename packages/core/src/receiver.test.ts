@@ -2,14 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultyStore, flipByte, MemorySink, MemoryStore, pieces, randomBytes, truncate } from '@bucketpipe/store-testkit';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { chunkKey, HEADER_FRAME_LENGTH } from './chunk.js';
-import { ChunkCodec, chunkObjectBound } from './codec.js';
+import { chunkObjectBound } from './codec.js';
 import { IntegrityError, SinkFailedError, StreamConflictError } from './errors.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest } from './manifest.js';
-import { background, CHUNK, digestOf, manifestOf, paced, pipelineTestKit, same, TEST_RECEIVER } from './pipeline-test-kit.js';
+import { background, CHUNK, craftChunk, digestOf, manifestOf, paced, pipelineTestKit, same, TEST_RECEIVER } from './pipeline-test-kit.js';
 import { receive } from './receiver.js';
 import { receiverKey } from './receiver-cursor.js';
 import { type SendSummary, send } from './sender.js';
-import { streamIdToBytes } from './stream-id.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
@@ -172,23 +171,6 @@ describe('a damaged stream', () => {
   beforeAll(async () => {
     other = (await storedStream(randomBytes(6 * CHUNK + 5_000, 38))).store;
   });
-
-  /** A chunk object with a valid header and checksums that holds `raw` as chunk `index` of `streamId`. */
-  function craftChunk(streamId: string, index: number, raw: Uint8Array): Uint8Array {
-    const rawSlab = new Uint8Array(CHUNK);
-    rawSlab.set(raw);
-    const out = new Uint8Array(chunkObjectBound(CHUNK));
-    const encoded = new ChunkCodec().encode({
-      kind: 'encode',
-      raw: rawSlab,
-      rawLength: raw.length,
-      out,
-      streamId: streamIdToBytes(streamId),
-      index,
-      level: 1,
-    });
-    return out.slice(0, encoded.objectLength);
-  }
 
   const damages: Array<[string, string, (store: MemoryStore, streamId: string, index: number) => Promise<void>]> = [
     [

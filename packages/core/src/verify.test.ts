@@ -1,16 +1,16 @@
 import { FaultyStore, flipByte, MemoryStore, pieces, randomBytes, truncate } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chunkKey } from './chunk.js';
-import { ChunkCodec, chunkObjectBound } from './codec.js';
+import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
 import { ExitCode, StreamConflictError } from './errors.js';
 import { MIN_CHUNK_SIZE } from './limits.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
+import { craftChunk } from './pipeline-test-kit.js';
 import type { RetryPolicy } from './retry.js';
 import { send } from './sender.js';
 import { type ObjectStore, StoreError } from './store.js';
 import { streamDigestOf } from './stream-digest.js';
-import { streamIdToBytes } from './stream-id.js';
 import { type VerifyOptions, type VerifyReport, verifyExitCode, verifyStream } from './verify.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
@@ -63,23 +63,6 @@ async function rewriteManifest(store: MemoryStore, change: (m: Manifest) => Mani
 
 async function damage(store: MemoryStore, index: number, how: (body: Uint8Array) => Uint8Array): Promise<void> {
   await store.put(chunkKey(index), how(store.peek(chunkKey(index)) as Uint8Array));
-}
-
-/** A correctly encoded chunk object of this stream with other content (e.g. a wrong length). */
-function encodeChunk(streamId: string, index: number, raw: Uint8Array): Uint8Array {
-  const rawSlab = new Uint8Array(CHUNK);
-  rawSlab.set(raw);
-  const out = new Uint8Array(chunkObjectBound(CHUNK));
-  const encoded = new ChunkCodec().encode({
-    kind: 'encode',
-    raw: rawSlab,
-    rawLength: raw.length,
-    out,
-    streamId: streamIdToBytes(streamId),
-    index,
-    level: 1,
-  });
-  return out.slice(0, encoded.objectLength);
 }
 
 const codes = (report: VerifyReport) => report.problems.map((p) => [p.key, p.code]);
@@ -146,8 +129,8 @@ describe('verifyStream', () => {
   it('reports a chunk whose raw length is wrong for its place: a short chunk in the middle, a last chunk of the wrong length', async () => {
     const store = await storedStream();
     const { streamId } = await manifestOf(store);
-    await store.put(chunkKey(1), encodeChunk(streamId, 1, DATA.subarray(CHUNK, CHUNK + 1000)));
-    await store.put(chunkKey(5), encodeChunk(streamId, 5, DATA.subarray(5 * CHUNK, 5 * CHUNK + 1000)));
+    await store.put(chunkKey(1), craftChunk(streamId, 1, DATA.subarray(CHUNK, CHUNK + 1000)));
+    await store.put(chunkKey(5), craftChunk(streamId, 5, DATA.subarray(5 * CHUNK, 5 * CHUNK + 1000)));
     const report = await verify(store);
     expect(codes(report)).toEqual([
       [chunkKey(1), 'BP_CHUNK_LENGTH'],
@@ -237,7 +220,7 @@ describe('verifyStream', () => {
     await rewriteManifest(store, ({ final: _, ...m }) => ({ ...m, state: 'sending' }));
     expect((await verify(store)).verdict).toBe('incomplete');
     const { streamId } = await manifestOf(store);
-    await store.put(chunkKey(2), encodeChunk(streamId, 2, DATA.subarray(2 * CHUNK, 2 * CHUNK + 10)));
+    await store.put(chunkKey(2), craftChunk(streamId, 2, DATA.subarray(2 * CHUNK, 2 * CHUNK + 10)));
     const report = await verify(store);
     expect(codes(report)).toEqual([[chunkKey(2), 'BP_CHUNK_LENGTH']]);
     expect(report.verdict).toBe('failed');
