@@ -3,7 +3,7 @@
 // directory stream, against the pipeline it replaces (pbzip2 + mbuffer) and the native ceiling
 // (zstd | zstd -d). What each case measures and how to read the table: docs/PERFORMANCE.md.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -15,6 +15,7 @@ import {
   rmdirSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -66,7 +67,7 @@ options:
   --runs N          runs of (a) and (c) (default 3)
   --seed-runs N     runs of (b) (default 1: pbzip2 does about 10 MB/s)
   --stat S          median or best of the runs (default median)
-  --cases LIST      which cases to run, e.g. a,c (default a,b,c,s3; s3 means d and e)
+  --cases LIST      which cases to run, e.g. a,c (default a,b,c,enc,s3; enc is (a) encrypted; s3 means d and e)
   --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
                     busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
   -h, --help
@@ -133,7 +134,7 @@ function parseOptions() {
         runs: { type: 'string', default: '3' },
         'seed-runs': { type: 'string', default: '1' },
         stat: { type: 'string', default: 'median' },
-        cases: { type: 'string', default: 'a,b,c,s3' },
+        cases: { type: 'string', default: 'a,b,c,enc,s3' },
         settle: { type: 'string', default: '60' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -152,7 +153,7 @@ function parseOptions() {
   if (!['median', 'best'].includes(parsed.stat)) throw new BenchError(`--stat ${parsed.stat}: use median or best`);
   const cases = new Set(parsed.cases.split(',').map((c) => c.trim()));
   for (const c of cases)
-    if (!['a', 'b', 'c', 's3'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b, c and/or s3`);
+    if (!['a', 'b', 'c', 'enc', 's3'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b, c, enc and/or s3`);
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -299,8 +300,11 @@ function codeVersion() {
 function defineCases(options) {
   const cases = [];
   if (options.cases.has('a')) {
-    cases.push(bucketpipeCase('a', '(a) bucketpipe send | receive (fsync)', [], options.runs));
-    cases.push(bucketpipeCase('a-nofsync', '(a) bucketpipe send --no-fsync | receive', ['--no-fsync'], options.runs));
+    cases.push(bucketpipeCase('a', '(a) bucketpipe send | receive (fsync)', {}, options.runs));
+    cases.push(bucketpipeCase('a-nofsync', '(a) bucketpipe send --no-fsync | receive', { send: ['--no-fsync'] }, options.runs));
+  }
+  if (options.cases.has('enc')) {
+    cases.push(bucketpipeCase('a-enc', '(a) same, --encryption-key-file (AES-256-GCM)', { encrypted: true }, options.runs));
   }
   if (options.cases.has('b')) {
     const mbuffer = ['mbuffer', '-q', '-s', '12M', '-m', '1G'];
@@ -378,7 +382,8 @@ async function settle(limitSeconds) {
   }
 }
 
-function bucketpipeCase(id, label, sendOptions, runs) {
+/** `options.send`: extra send options; `options.encrypted`: both sides use a fresh key file. */
+function bucketpipeCase(id, label, options, runs) {
   return {
     id,
     label,
@@ -387,19 +392,23 @@ function bucketpipeCase(id, label, sendOptions, runs) {
       const stream = join(dir, 'stream');
       const input = openSync(corpus.path, 'r');
       const devNull = openSync('/dev/null', 'w');
+      const keyOptions = options.encrypted ? ['--encryption-key-file', writeKeyFile(dir)] : [];
+      const sendOptions = [...(options.send ?? []), ...keyOptions];
       let procs;
       try {
         const cpuBefore = machineCpu();
         const started = performance.now();
         procs = [
           startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...FOLLOW_SEND, ...sendOptions], { stdin: input }),
-          startTimed(dir, 'receive', process.execPath, [CLI, 'receive', stream, '-q', ...FOLLOW_RECEIVE], { stdout: devNull }),
+          startTimed(dir, 'receive', process.execPath, [CLI, 'receive', stream, '-q', ...FOLLOW_RECEIVE, ...keyOptions], {
+            stdout: devNull,
+          }),
         ];
         await waitAll(procs, timeoutFor(corpus));
         const seconds = (Math.max(...procs.map((p) => p.endedAt)) - started) / 1000;
         const machine = machineCpuSince(cpuBefore);
-        for (const p of procs) checkSummary(p, corpus);
-        if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus);
+        for (const p of procs) checkSummary(p, corpus, options.encrypted ? summaryOf(procs[0]).digest : corpus.digest);
+        if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, keyOptions);
         const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
@@ -581,21 +590,32 @@ function pipelineCase(id, label, stages, runs) {
  * An untimed, independent check: one more receive of the stream, through a pipe into this
  * process, hashed here and compared with the corpus.
  */
-async function verifyReceivedBytes(stream, corpus) {
-  const proc = startProcess(process.execPath, [CLI, 'receive', stream, '-q'], { stdout: 'pipe', label: 'verifying receive' });
+async function verifyReceivedBytes(stream, corpus, receiveOptions = []) {
+  const proc = startProcess(process.execPath, [CLI, 'receive', stream, '-q', ...receiveOptions], {
+    stdout: 'pipe',
+    label: 'verifying receive',
+  });
   const [{ sha256 }] = await Promise.all([hashesOfStream(proc.child.stdout), waitAll([proc], timeoutFor(corpus))]);
   if (sha256 !== corpus.sha256) {
     throw new BenchError(`received output does not match the corpus: sha256 ${sha256}, corpus ${corpus.sha256}`);
   }
 }
 
-function checkSummary(proc, corpus) {
+/** An encrypted stream's digest is keyed (docs/FORMAT.md §4.4): then both sides must report the sender's. */
+function checkSummary(proc, corpus, digest = corpus.digest) {
   const summary = summaryOf(proc);
-  if (summary.rawBytes !== corpus.bytes || summary.digest !== corpus.digest) {
+  if (summary.rawBytes !== corpus.bytes || summary.digest !== digest) {
     throw new BenchError(
-      `${proc.label} reported ${summary.rawBytes} bytes, digest ${summary.digest}; the corpus has ${corpus.bytes} bytes, digest ${corpus.digest}`,
+      `${proc.label} reported ${summary.rawBytes} bytes, digest ${summary.digest}; the corpus has ${corpus.bytes} bytes, digest ${digest}`,
     );
   }
+}
+
+/** A fresh random key for one run, readable by its owner only. */
+function writeKeyFile(dir) {
+  const path = join(dir, 'bench.key');
+  writeFileSync(path, randomBytes(32).toString('hex'), { mode: 0o600 });
+  return path;
 }
 
 /** The JSON summary line that bucketpipe prints on stderr when it is done. */

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
-import { type ChunkHeader, chunkKey, HEADER_FRAME_LENGTH, readChunkHeader } from './chunk.js';
+import { ChunkFlag, type ChunkHeader, chunkKey, HEADER_FRAME_LENGTH, readChunkHeader } from './chunk.js';
+import type { StreamKeys } from './encryption.js';
 import type { IntegrityError } from './errors.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import type { ObjectStore } from './store.js';
@@ -16,6 +17,8 @@ export interface HeaderPrefetchOptions {
   store: ObjectStore;
   /** The stream the headers must belong to (16 bytes). */
   streamId: Uint8Array;
+  /** Present when the stream is encrypted: its chunks must then be, and otherwise must not be. */
+  keys?: StreamKeys;
   /** Headers of chunks 0 … chunks − 1 are read; all are below the manifest's watermark. */
   chunks: number;
   /** Reads in flight at most. */
@@ -61,7 +64,7 @@ export class HeaderPrefetch {
   }
 
   #fetch(index: number): void {
-    const { store, retry, signal, streamId, problem, chunks } = this.#options;
+    const { store, retry, signal, streamId, problem, chunks, keys } = this.#options;
     const key = chunkKey(index);
     const header = this.#limit(async () => {
       if (this.#stopped) throw new Error('header prefetch stopped');
@@ -70,7 +73,7 @@ export class HeaderPrefetch {
         signal,
       });
       if (!object) throw problem(key, 'BP_CHUNK_MISSING', `is missing though the manifest counts ${chunks} chunks`);
-      return checkStoredHeader(object.body, key, index, streamId, problem);
+      return checkStoredHeader(object.body, key, index, streamId, problem, keys !== undefined);
     });
     header.catch(() => {});
     this.#pending.set(index, header);
@@ -84,6 +87,7 @@ export function checkStoredHeader(
   index: number,
   streamId: Uint8Array,
   problem: StoredChunkProblem,
+  encrypted: boolean,
 ): ChunkHeader {
   const header = readChunkHeader(frame, (code, detail) =>
     problem(key, code, code === 'BP_CHUNK_VERSION' ? `has ${detail}` : `is corrupt: ${detail}`),
@@ -92,5 +96,10 @@ export function checkStoredHeader(
     throw problem(key, 'BP_CHUNK_FOREIGN', `belongs to stream ${streamIdFromBytes(header.streamId)}, not ${streamIdFromBytes(streamId)}`);
   }
   if (header.index !== index) throw problem(key, 'BP_CHUNK_MISPLACED', `holds chunk ${header.index}, not ${index}`);
+  if (((header.flags & ChunkFlag.encrypted) !== 0) !== encrypted) {
+    throw encrypted
+      ? problem(key, 'BP_CHUNK_NOT_ENCRYPTED', 'is not encrypted, but its stream is')
+      : problem(key, 'BP_CHUNK_ENCRYPTED', 'is encrypted, but its stream is not');
+  }
   return header;
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CHUNK_FORMAT_VERSION,
   CHUNKS_PREFIX,
+  ChunkFlag,
   type ChunkHeader,
   Codec,
   chunkKey,
@@ -17,18 +18,19 @@ import {
 import { ExitCode, IntegrityError } from './errors.js';
 
 const streamId = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
-const rawSha256 = Uint8Array.from({ length: 32 }, (_, i) => i);
+const rawDigest = Uint8Array.from({ length: 32 }, (_, i) => i);
 const payloadSha256 = Uint8Array.from({ length: 32 }, (_, i) => 0xff - i);
 
 /** A chunk object with a valid header and `payloadLength` arbitrary payload bytes. */
-function makeObject(overrides: Partial<Omit<ChunkHeader, 'version' | 'flags'>> = {}, payloadLength = 10): Uint8Array {
+function makeObject(overrides: Partial<Omit<ChunkHeader, 'version'>> = {}, payloadLength = 10): Uint8Array {
   const header = {
     codec: Codec.zstd,
+    flags: 0,
     streamId,
     index: 42,
     rawLength: 1_000_000,
     payloadLength,
-    rawSha256,
+    rawDigest,
     payloadSha256,
     ...overrides,
   };
@@ -90,7 +92,7 @@ describe('writeChunkHeader', () => {
       '0504030201000000', // index, u64 LE
       '0000000100000000', // raw length 16 MiB, u64 LE
       'efcdab0000000000', // payload length, u64 LE
-      Buffer.from(rawSha256).toString('hex'),
+      Buffer.from(rawDigest).toString('hex'),
       Buffer.from(payloadSha256).toString('hex'),
       '00000000', // reserved
     ].join('');
@@ -103,7 +105,7 @@ describe('writeChunkHeader', () => {
   it('writes into a view at an offset without touching bytes around it', () => {
     const backing = new Uint8Array(HEADER_FRAME_LENGTH + 20).fill(0xee);
     const target = backing.subarray(10, 10 + HEADER_FRAME_LENGTH);
-    writeChunkHeader(target, { codec: Codec.zstd, streamId, index: 1, rawLength: 2, payloadLength: 0, rawSha256, payloadSha256 });
+    writeChunkHeader(target, { codec: Codec.zstd, flags: 0, streamId, index: 1, rawLength: 2, payloadLength: 0, rawDigest, payloadSha256 });
     expect([...backing.subarray(0, 10)]).toEqual(Array(10).fill(0xee));
     expect([...backing.subarray(10 + HEADER_FRAME_LENGTH)]).toEqual(Array(10).fill(0xee));
     expect(readChunk(target, 'k').header.index).toBe(1);
@@ -121,7 +123,7 @@ describe('readChunk', () => {
     expect(header.index).toBe(123_456_789_012);
     expect(header.rawLength).toBe(16 * 1024 * 1024);
     expect(header.payloadLength).toBe(33);
-    expect(Buffer.from(header.rawSha256).equals(rawSha256)).toBe(true);
+    expect(Buffer.from(header.rawDigest).equals(rawDigest)).toBe(true);
     expect(Buffer.from(header.payloadSha256).equals(payloadSha256)).toBe(true);
     expect(payload.length).toBe(33);
     expect(payload.buffer).toBe(object.buffer);
@@ -205,11 +207,19 @@ describe('readChunk', () => {
     }
   });
 
-  it('rejects any flag bit (reserved for encryption and future features)', () => {
-    for (const flags of [0x01, 0x80]) {
+  it('reads the encrypted flag, and refuses every other flag bit as a feature of a newer bucketpipe', () => {
+    expect(readChunk(makeObject({ flags: ChunkFlag.encrypted }), 'k').header.flags).toBe(ChunkFlag.encrypted);
+    expect(readChunk(makeObject(), 'k').header.flags).toBe(0);
+    for (const flags of [0x02, 0x80, 0x81]) {
       const object = makeObject();
       object[8 + 7] = flags;
-      expectCorrupt(fixCrc(object), new RegExp(`unsupported flags 0x${flags.toString(16)};`));
+      const error = readError(fixCrc(object));
+      expect(error.code).toBe('BP_CHUNK_VERSION');
+      expect(error.message).toMatch(
+        new RegExp(
+          `chunks/000000000042 has flags 0x${flags.toString(16)}, features this bucketpipe does not understand: upgrade bucketpipe`,
+        ),
+      );
     }
   });
 

@@ -16,6 +16,10 @@ export const HEADER_FRAME_LENGTH = 8 + HEADER_BODY_LENGTH;
 export const Codec = { zstd: 1 } as const;
 export type CodecId = (typeof Codec)[keyof typeof Codec];
 
+/** Header flag bits. `encrypted`: the payload is nonce ‖ AES-256-GCM(zstd frame) ‖ tag (FORMAT §2.5). */
+export const ChunkFlag = { encrypted: 0x01 } as const;
+const KNOWN_FLAGS = ChunkFlag.encrypted;
+
 export interface ChunkHeader {
   version: number;
   codec: CodecId;
@@ -25,7 +29,8 @@ export interface ChunkHeader {
   index: number;
   rawLength: number;
   payloadLength: number;
-  rawSha256: Uint8Array;
+  /** SHA-256 of the raw bytes; HMAC-SHA256 with the stream's digest key when the chunk is encrypted. */
+  rawDigest: Uint8Array;
   payloadSha256: Uint8Array;
 }
 
@@ -38,14 +43,14 @@ const offsets = {
   index: 24,
   rawLength: 32,
   payloadLength: 40,
-  rawSha256: 48,
+  rawDigest: 48,
   payloadSha256: 80,
   reserved: 112,
   crc: 116,
 } as const;
 
 /** Writes the header frame into `target[0, HEADER_FRAME_LENGTH)`. */
-export function writeChunkHeader(target: Uint8Array, header: Omit<ChunkHeader, 'version' | 'flags'>): void {
+export function writeChunkHeader(target: Uint8Array, header: Omit<ChunkHeader, 'version'>): void {
   const view = new DataView(target.buffer, target.byteOffset, HEADER_FRAME_LENGTH);
   view.setUint32(0, SKIPPABLE_FRAME_MAGIC, true);
   view.setUint32(4, HEADER_BODY_LENGTH, true);
@@ -54,12 +59,12 @@ export function writeChunkHeader(target: Uint8Array, header: Omit<ChunkHeader, '
   b.setUint32(offsets.magic, HEADER_BODY_MAGIC, true);
   b.setUint16(offsets.version, CHUNK_FORMAT_VERSION, true);
   b.setUint8(offsets.codec, header.codec);
-  b.setUint8(offsets.flags, 0);
+  b.setUint8(offsets.flags, header.flags);
   body.set(header.streamId, offsets.streamId);
   b.setBigUint64(offsets.index, BigInt(header.index), true);
   b.setBigUint64(offsets.rawLength, BigInt(header.rawLength), true);
   b.setBigUint64(offsets.payloadLength, BigInt(header.payloadLength), true);
-  body.set(header.rawSha256, offsets.rawSha256);
+  body.set(header.rawDigest, offsets.rawDigest);
   body.set(header.payloadSha256, offsets.payloadSha256);
   b.setUint32(offsets.reserved, 0, true);
   b.setUint32(offsets.crc, crc32(body.subarray(0, offsets.crc)), true);
@@ -101,11 +106,13 @@ export function readChunkHeader(frame: Uint8Array, problem: ChunkHeaderProblem):
     index: safeNumber(view.getBigUint64(at(offsets.index), true)),
     rawLength: safeNumber(view.getBigUint64(at(offsets.rawLength), true)),
     payloadLength: safeNumber(view.getBigUint64(at(offsets.payloadLength), true)),
-    rawSha256: body.subarray(offsets.rawSha256, offsets.rawSha256 + 32),
+    rawDigest: body.subarray(offsets.rawDigest, offsets.rawDigest + 32),
     payloadSha256: body.subarray(offsets.payloadSha256, offsets.payloadSha256 + 32),
   };
   if ([header.index, header.rawLength, header.payloadLength].some((n) => n < 0)) throw corrupt('a length or index is out of range');
-  if (header.flags !== 0) throw corrupt(`unsupported flags 0x${header.flags.toString(16)}`);
+  if ((header.flags & ~KNOWN_FLAGS) !== 0) {
+    throw problem('BP_CHUNK_VERSION', `flags 0x${header.flags.toString(16)}, features this bucketpipe does not understand`);
+  }
   return header;
 }
 
@@ -113,6 +120,15 @@ export function readChunkHeader(frame: Uint8Array, problem: ChunkHeaderProblem):
  * Parses and checks the header frame of a whole chunk object and returns it with the payload
  * (a view, not a copy). `key` only names the object in errors.
  */
+/**
+ * The header bytes an encrypted payload authenticates: the body from its magic through the raw
+ * digest (object bytes 8…87), everything the writer knows before it encrypts. The payload SHA-256
+ * and the CRC after them depend on the ciphertext and are checked on their own.
+ */
+export function authenticatedHeaderBytes(frame: Uint8Array): Uint8Array {
+  return frame.subarray(8, 8 + offsets.payloadSha256);
+}
+
 export function readChunk(object: Uint8Array, key: string): { header: ChunkHeader; payload: Uint8Array } {
   const corrupt = (what: string) =>
     new IntegrityError('BP_CHUNK_CORRUPT', `chunk ${key} is corrupt: ${what}; nothing of it was written to the sink`);

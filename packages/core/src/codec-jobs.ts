@@ -1,3 +1,5 @@
+import type { StreamKeys } from './encryption.js';
+
 /** Messages between the main thread and codec workers. Buffers travel by transfer, never by copy. */
 
 export interface EncodeJob {
@@ -10,13 +12,15 @@ export interface EncodeJob {
   streamId: Uint8Array;
   index: number;
   level: number;
+  /** Present for an encrypted stream. */
+  keys?: StreamKeys;
 }
 
 export interface EncodeResult {
   raw: Uint8Array;
   out: Uint8Array;
   objectLength: number;
-  rawSha256: Uint8Array;
+  rawDigest: Uint8Array;
 }
 
 export interface DecodeJob {
@@ -30,13 +34,15 @@ export interface DecodeJob {
   index: number;
   /** Exact raw length the chunk must have, or null when only `raw.length` bounds it (last chunk). */
   rawLength: number | null;
+  /** Present for an encrypted stream: the chunk must then be encrypted with them, and otherwise must not be encrypted. */
+  keys?: StreamKeys;
 }
 
 export interface DecodeResult {
   object: Uint8Array;
   raw: Uint8Array;
   rawLength: number;
-  rawSha256: Uint8Array;
+  rawDigest: Uint8Array;
 }
 
 export type CodecJob = EncodeJob | DecodeJob;

@@ -32,7 +32,7 @@ function encode(raw: Uint8Array, index = 3, level = 1): Uint8Array {
   const result = codec.encode({ kind: 'encode', raw, rawLength: raw.length, out, streamId, index, level });
   expect(result.out).toBe(out);
   expect(result.raw).toBe(raw);
-  expect(Buffer.from(result.rawSha256).toString('hex')).toBe(createHash('sha256').update(raw).digest('hex'));
+  expect(Buffer.from(result.rawDigest).toString('hex')).toBe(createHash('sha256').update(raw).digest('hex'));
   return out.slice(0, result.objectLength);
 }
 
@@ -80,7 +80,7 @@ describe('ChunkCodec', () => {
     expect(header.rawLength).toBe(CHUNK_SIZE);
     expect(header.payloadLength).toBe(object.length - HEADER_FRAME_LENGTH);
     expect(Buffer.from(header.streamId).equals(streamId)).toBe(true);
-    expect(Buffer.from(header.rawSha256).equals(sha256(raw))).toBe(true);
+    expect(Buffer.from(header.rawDigest).equals(sha256(raw))).toBe(true);
     expect(Buffer.from(header.payloadSha256).equals(sha256(payload))).toBe(true);
     // Standard zstd frame: magic 0xFD2FB528, then the frame header descriptor.
     expect(new DataView(payload.buffer, payload.byteOffset).getUint32(0, true)).toBe(0xfd2fb528);
@@ -106,7 +106,7 @@ describe('ChunkCodec', () => {
       const result = codec.decode(decodeJob(object));
       expect(result.rawLength).toBe(length);
       expect(Buffer.from(result.raw.subarray(0, length)).equals(raw)).toBe(true);
-      expect(Buffer.from(result.rawSha256).equals(sha256(raw))).toBe(true);
+      expect(Buffer.from(result.rawDigest).equals(sha256(raw))).toBe(true);
       expect(result.object).toBe(object);
     }
   });
@@ -123,7 +123,7 @@ describe('ChunkCodec', () => {
     const result = codec.encode({ kind: 'encode', raw: slab, rawLength: 100, out, streamId, index: 0, level: 1 });
     const { header } = readChunk(out.subarray(0, result.objectLength), 'k');
     expect(header.rawLength).toBe(100);
-    expect(Buffer.from(result.rawSha256).equals(sha256(slab.subarray(0, 100)))).toBe(true);
+    expect(Buffer.from(result.rawDigest).equals(sha256(slab.subarray(0, 100)))).toBe(true);
   });
 
   it('decompresses with the standalone zstd CLI to exactly the raw bytes', () => {

@@ -1,20 +1,21 @@
 import { createHash } from 'node:crypto';
-import { Codec, HEADER_FRAME_LENGTH, readChunk, writeChunkHeader } from './chunk.js';
+import { authenticatedHeaderBytes, ChunkFlag, Codec, HEADER_FRAME_LENGTH, readChunk, writeChunkHeader } from './chunk.js';
 import type { DecodeJob, DecodeResult, EncodeJob, EncodeResult } from './codec-jobs.js';
+import { createRawDigest, ENCRYPTION_OVERHEAD, NONCE_LENGTH, openPayload, rawDigestName, sameDigest, sealPayload } from './encryption.js';
 import { IntegrityError } from './errors.js';
 import { streamIdFromBytes } from './stream-id.js';
 import { CCtx, CParameter, compressBound, DCtx } from './zstd.js';
 
-/** Upper bound of a chunk object's size for `rawLength` raw bytes. */
+/** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
 export function chunkObjectBound(rawLength: number): number {
-  return HEADER_FRAME_LENGTH + compressBound(rawLength);
+  return HEADER_FRAME_LENGTH + ENCRYPTION_OVERHEAD + compressBound(rawLength);
 }
 
 function sha256(bytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(bytes).digest();
 }
 
-/** Compression and verification; one instance per thread (zstd contexts are reused across chunks). */
+/** Compression, encryption and verification; one instance per thread (zstd contexts are reused across chunks). */
 export class ChunkCodec {
   #cctx = new CCtx();
   #dctx = new DCtx();
@@ -27,19 +28,30 @@ export class ChunkCodec {
       this.#cctx.setParameter(CParameter.contentSizeFlag, 1);
       this.#level = job.level;
     }
+    const { keys } = job;
     const raw = job.raw.subarray(0, job.rawLength);
-    const payloadLength = this.#cctx.compress2(job.out.subarray(HEADER_FRAME_LENGTH), raw);
-    const rawSha256 = sha256(raw);
-    writeChunkHeader(job.out, {
+    const payload = job.out.subarray(HEADER_FRAME_LENGTH);
+    // An encrypted payload is nonce ‖ ciphertext ‖ tag: compress behind the nonce, encrypt in place.
+    const frameLength = this.#cctx.compress2(payload.subarray(keys ? NONCE_LENGTH : 0), raw);
+    const payloadLength = keys ? frameLength + ENCRYPTION_OVERHEAD : frameLength;
+    const rawDigest = createRawDigest(keys).update(raw).digest();
+    const header = {
       codec: Codec.zstd,
+      flags: keys ? ChunkFlag.encrypted : 0,
       streamId: job.streamId,
       index: job.index,
       rawLength: job.rawLength,
       payloadLength,
-      rawSha256,
-      payloadSha256: sha256(job.out.subarray(HEADER_FRAME_LENGTH, HEADER_FRAME_LENGTH + payloadLength)),
-    });
-    return { raw: job.raw, out: job.out, objectLength: HEADER_FRAME_LENGTH + payloadLength, rawSha256 };
+      rawDigest,
+      payloadSha256: new Uint8Array(32),
+    };
+    if (keys) {
+      // The associated data is the header as written below, up to the payload SHA-256 it cannot know yet.
+      writeChunkHeader(job.out, header);
+      sealPayload(keys, authenticatedHeaderBytes(job.out), payload, frameLength);
+    }
+    writeChunkHeader(job.out, { ...header, payloadSha256: sha256(payload.subarray(0, payloadLength)) });
+    return { raw: job.raw, out: job.out, objectLength: HEADER_FRAME_LENGTH + payloadLength, rawDigest };
   }
 
   /** Checks everything the header promises before any raw byte is handed back. */
@@ -63,16 +75,43 @@ export class ChunkCodec {
     if (!Buffer.from(sha256(payload)).equals(header.payloadSha256)) {
       throw wrong('BP_CHUNK_CHECKSUM', 'failed its payload SHA-256 check (altered or damaged in the store)');
     }
+    const frame = this.#plainFrame(job, header.flags, authenticatedHeaderBytes(job.object), payload, wrong);
     let rawLength: number;
     try {
-      rawLength = this.#dctx.decompress(job.raw.subarray(0, header.rawLength), payload);
+      rawLength = this.#dctx.decompress(job.raw.subarray(0, header.rawLength), frame);
     } catch (error) {
       throw wrong('BP_CHUNK_DECOMPRESS', `could not be decompressed (${(error as Error).message})`);
     }
-    const rawSha256 = sha256(job.raw.subarray(0, rawLength));
-    if (rawLength !== header.rawLength || !Buffer.from(rawSha256).equals(header.rawSha256)) {
-      throw wrong('BP_CHUNK_CHECKSUM', 'failed its raw SHA-256 check after decompression');
+    const rawDigest = createRawDigest(job.keys).update(job.raw.subarray(0, rawLength)).digest();
+    if (rawLength !== header.rawLength || !sameDigest(rawDigest, header.rawDigest)) {
+      throw wrong('BP_CHUNK_CHECKSUM', `failed its ${rawDigestName(job.keys)} check after decompression`);
     }
-    return { object: job.object, raw: job.raw, rawLength, rawSha256 };
+    return { object: job.object, raw: job.raw, rawLength, rawDigest };
+  }
+
+  /** The payload's zstd frame: the payload itself, or what it decrypts to. */
+  #plainFrame(
+    job: DecodeJob,
+    flags: number,
+    aad: Uint8Array,
+    payload: Uint8Array,
+    wrong: (code: string, what: string) => IntegrityError,
+  ): Uint8Array {
+    const encrypted = (flags & ChunkFlag.encrypted) !== 0;
+    if (!job.keys) {
+      if (encrypted) throw wrong('BP_CHUNK_ENCRYPTED', 'is encrypted, but its stream is not (a chunk of another stream?)');
+      return payload;
+    }
+    if (!encrypted) {
+      throw wrong('BP_CHUNK_NOT_ENCRYPTED', 'is not encrypted, but its stream is: a plaintext chunk was put in its place');
+    }
+    const frame = openPayload(job.keys, aad, payload);
+    if (!frame) {
+      throw wrong(
+        'BP_CHUNK_AUTH',
+        'failed AES-GCM authentication: it was altered in the store (with its checksums recomputed) or encrypted with another key',
+      );
+    }
+    return frame;
   }
 }

@@ -5,6 +5,7 @@ export * from './chunk-reader.js';
 export { chunkObjectBound } from './codec.js';
 export { CodecPool } from './codec-pool.js';
 export * from './counting-store.js';
+export { ENCRYPTION_KEY_LENGTH, EncryptionKey, type ManifestEncryption } from './encryption.js';
 export * from './errors.js';
 export * from './limits.js';
 export * from './location.js';

@@ -1,3 +1,4 @@
+import { ENCRYPTION_ALGORITHM, KEY_DERIVATION, type ManifestEncryption } from './encryption.js';
 import { StreamConflictError } from './errors.js';
 import { isRecord } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
@@ -43,6 +44,8 @@ export interface Manifest {
   rawBytes: number;
   storedBytes: number;
   sender: SenderInfo;
+  /** Present when the chunks are encrypted (docs/SECURITY.md); absent for a plain stream. */
+  encryption?: ManifestEncryption;
   abortReason?: string;
   final?: FinalSummary;
 }
@@ -164,6 +167,13 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const isTime = (v: unknown): boolean => typeof v === 'string' && isoTime.test(v) && !Number.isNaN(Date.parse(v));
 
+const isEncryption = (v: unknown): boolean =>
+  isRecord(v) &&
+  v.algorithm === ENCRYPTION_ALGORITHM &&
+  v.kdf === KEY_DERIVATION &&
+  typeof v.keyCheck === 'string' &&
+  /^[0-9a-f]{64}$/.test(v.keyCheck);
+
 function manifestProblems(m: Record<string, unknown>): string[] {
   const problems: string[] = [];
   const need = (ok: boolean, what: string) => {
@@ -187,6 +197,10 @@ function manifestProblems(m: Record<string, unknown>): string[] {
     '"sender" must have id, host and heartbeatAt',
   );
   need(m.abortReason === undefined || typeof m.abortReason === 'string', '"abortReason" must be a string');
+  need(
+    m.encryption === undefined || isEncryption(m.encryption),
+    `"encryption" must have algorithm "${ENCRYPTION_ALGORITHM}", kdf "${KEY_DERIVATION}" and a 64-digit hex keyCheck`,
+  );
   need(m.final === undefined || m.state === 'complete', '"final" belongs only to a complete manifest');
   if (m.state === 'complete') {
     const final = m.final;

@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { chunkKey } from './chunk.js';
 import { HeaderPrefetch } from './chunk-headers.js';
+import { createRawDigest, rawDigestName, type StreamKeys, sameDigest } from './encryption.js';
 import { IntegrityError, StreamConflictError } from './errors.js';
 import type { Manifest } from './manifest.js';
 import type { RetryPolicy } from './retry.js';
@@ -32,6 +32,8 @@ export interface ReceivedPrefixCheck {
   store: ObjectStore;
   /** The manifest as the receiver first read it. */
   manifest: Manifest;
+  /** The stream's keys when it is encrypted (streamKeysFor). */
+  keys?: StreamKeys;
   output: ResumableOutput;
   /** Header reads in flight at most. */
   concurrency: number;
@@ -66,7 +68,7 @@ export async function checkReceivedPrefix(check: ReceivedPrefixCheck): Promise<R
   const { manifest, output } = check;
   const { chunkSize } = manifest;
   const length = output.length;
-  const digest = new StreamDigest();
+  const digest = new StreamDigest(check.keys);
   if (length === 0) return { chunks: 0, rawBytes: 0, digest, discardBytes: 0 };
 
   let chunks = Math.floor(length / chunkSize);
@@ -92,7 +94,7 @@ export async function checkReceivedPrefix(check: ReceivedPrefixCheck): Promise<R
       const stored = headers.get(index);
       const offset = index * chunkSize;
       const size = Math.min(chunkSize, length - offset);
-      const hash = createHash('sha256');
+      const hash = createRawDigest(check.keys);
       // Reads the next piece while this one is hashed: the disk and SHA-256 overlap.
       let reading = readFully(output, buffers[0] as Uint8Array, offset, Math.min(PIECE, size));
       for (let done = 0, turn = 0; done < size; turn ^= 1) {
@@ -101,7 +103,7 @@ export async function checkReceivedPrefix(check: ReceivedPrefixCheck): Promise<R
         if (done < size) reading = readFully(output, buffers[turn ^ 1] as Uint8Array, offset + done, Math.min(PIECE, size - done));
         hash.update(piece);
       }
-      const rawSha256 = hash.digest();
+      const rawDigest = hash.digest();
       const header = await stored;
       if (header.rawLength !== size) {
         throw mismatch(
@@ -110,14 +112,14 @@ export async function checkReceivedPrefix(check: ReceivedPrefixCheck): Promise<R
           prefixHint(index, offset),
         );
       }
-      if (!rawSha256.equals(header.rawSha256)) {
+      if (!sameDigest(rawDigest, header.rawDigest)) {
         throw mismatch(
           check,
-          `its chunk ${index} (bytes ${offset}…${offset + size - 1}) differs from the stream's chunk ${chunkKey(index)} (raw SHA-256)`,
+          `its chunk ${index} (bytes ${offset}…${offset + size - 1}) differs from the stream's chunk ${chunkKey(index)} (${rawDigestName(check.keys)})`,
           prefixHint(index, offset),
         );
       }
-      digest.add(index, rawSha256);
+      digest.add(index, rawDigest);
       rawBytes += size;
       check.onProgress?.({ chunks: index + 1, of: chunks, rawBytes });
     }

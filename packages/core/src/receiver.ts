@@ -8,6 +8,7 @@ import type { DecodeResult } from './codec-jobs.js';
 import { CodecPool } from './codec-pool.js';
 import { ConsumedChunkDeleter } from './consumed-chunk-deleter.js';
 import { CursorPublisher } from './cursor-publisher.js';
+import type { EncryptionKey, StreamKeys } from './encryption.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { DEFAULT_BUFFER_BYTES } from './limits.js';
 import { type Manifest, readManifest } from './manifest.js';
@@ -19,6 +20,7 @@ import type { Sink } from './sink.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
 import { StreamDigest } from './stream-digest.js';
+import { streamKeysFor } from './stream-encryption.js';
 import { streamIdToBytes } from './stream-id.js';
 
 export interface ReceiveOptions {
@@ -45,9 +47,12 @@ export interface ReceiveOptions {
    * called once with the first manifest read, before anything is fetched or written. The sink
    * then holds exactly the chunks 0 … chunks − 1 and gets the rest; their raw SHA-256s seed the
    * stream digest, so the final check still covers every byte of the stream. Without it, or
-   * when it returns null, the receive starts at chunk 0.
+   * when it returns null, the receive starts at chunk 0. `keys` are the stream's when it is
+   * encrypted (its raw digests are then HMACs).
    */
-  start?: (manifest: Manifest, signal: AbortSignal) => Promise<ReceiveStart | null>;
+  start?: (manifest: Manifest, signal: AbortSignal, keys: StreamKeys | undefined) => Promise<ReceiveStart | null>;
+  /** The key of an encrypted stream; refused for a plain one (streamKeysFor). */
+  encryptionKey?: EncryptionKey;
   /**
    * Delete the chunk objects the sink has taken (`receive --delete-consumed`, ConsumedChunkDeleter):
    * below the smallest position of this and the stream's other active receivers, in batches, and
@@ -111,7 +116,8 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     const streamId = manifest.streamId;
     const streamIdBytes = streamIdToBytes(streamId);
     const chunkSize = manifest.chunkSize;
-    const start = (await options.start?.(manifest, signal)) ?? null;
+    const keys = streamKeysFor(manifest, options.encryptionKey, store.description);
+    const start = (await options.start?.(manifest, signal, keys)) ?? null;
     if (start) assertStart(start, manifest);
     const resumedFrom = start?.chunks ?? 0;
     const rawBytesResumed = start?.rawBytes ?? 0;
@@ -136,7 +142,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     let nextFetch = resumedFrom;
     let position = resumedFrom;
     let rawBytesWritten = rawBytesResumed;
-    const streamDigest = start?.digest ?? new StreamDigest();
+    const streamDigest = start?.digest ?? new StreamDigest(keys);
 
     const report = () =>
       options.onProgress?.({
@@ -167,7 +173,15 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
           }),
         );
         try {
-          return await codec.decode({ object: ownBuffer(object), key, raw, streamId: streamIdBytes, index, rawLength: expectedLength });
+          return await codec.decode({
+            object: ownBuffer(object),
+            key,
+            raw,
+            streamId: streamIdBytes,
+            index,
+            rawLength: expectedLength,
+            keys,
+          });
         } catch (error) {
           // The slab went to the worker and is gone; get a fresh one of the same budget.
           slabs.forget();
@@ -245,7 +259,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       }
       const bytes = decoded.raw.subarray(0, decoded.rawLength);
       await raceAbort(sink.write(bytes), signal);
-      streamDigest.add(position, decoded.rawSha256);
+      streamDigest.add(position, decoded.rawDigest);
       slabs.release(decoded.raw);
       position++;
       rawBytesWritten += decoded.rawLength;

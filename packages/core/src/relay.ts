@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { Notifier, raceAbort } from './abort.js';
-import { chunkKey, readChunk } from './chunk.js';
+import { ChunkFlag, chunkKey, readChunk } from './chunk.js';
 import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { MANIFEST_KEY, type Manifest, parseManifest } from './manifest.js';
@@ -110,7 +110,7 @@ export async function relay(options: RelayOptions): Promise<RelaySummary> {
           },
         });
         try {
-          verifyChunkObject(object, chunkKey(index), index, streamIdBytes);
+          verifyChunkObject(object, chunkKey(index), index, streamIdBytes, latest.manifest.encryption !== undefined);
           return object;
         } catch (error) {
           // Read a damaged chunk once more: the store or the network may have hiccupped.
@@ -244,14 +244,18 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-/** Structure, stream id, index and payload SHA-256: what can be checked without decompressing. */
-function verifyChunkObject(object: Uint8Array, key: string, index: number, streamId: Uint8Array): void {
+/** Structure, stream id, index, encryption flag and payload SHA-256: what can be checked without decompressing (or a key). */
+function verifyChunkObject(object: Uint8Array, key: string, index: number, streamId: Uint8Array, encrypted: boolean): void {
   const { header, payload } = readChunk(object, key);
   if (!Buffer.from(header.streamId).equals(streamId)) {
     throw new IntegrityError('BP_CHUNK_FOREIGN', `chunk ${key} belongs to another stream; it was not copied`);
   }
   if (header.index !== index) {
     throw new IntegrityError('BP_CHUNK_INDEX', `chunk ${key} holds chunk ${header.index} (misplaced); it was not copied`);
+  }
+  if (((header.flags & ChunkFlag.encrypted) !== 0) !== encrypted) {
+    const is = encrypted ? 'is not encrypted, but its stream is' : 'is encrypted, but its stream is not';
+    throw new IntegrityError(encrypted ? 'BP_CHUNK_NOT_ENCRYPTED' : 'BP_CHUNK_ENCRYPTED', `chunk ${key} ${is}; it was not copied`);
   }
   const digest = createHash('sha256').update(payload).digest();
   if (!digest.equals(header.payloadSha256)) {

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { chunkKey, HEADER_FRAME_LENGTH } from './chunk.js';
 import { HeaderPrefetch } from './chunk-headers.js';
 import type { ChunkReader } from './chunk-reader.js';
+import { createRawDigest, rawDigestName, type StreamKeys, sameDigest } from './encryption.js';
 import { IntegrityError } from './errors.js';
 import type { RetryPolicy } from './retry.js';
 import type { ObjectStore } from './store.js';
@@ -13,6 +13,8 @@ export interface StoredPrefixCheck {
   /** Receives each chunk as it is read; at least `chunkSize` bytes. */
   buffer: Uint8Array;
   streamId: Uint8Array;
+  /** The stream's keys when it is encrypted: raw digests are then HMACs. */
+  keys?: StreamKeys;
   chunkSize: number;
   /** The stored stream's watermark: chunks 0 … chunks − 1 are checked. */
   chunks: number;
@@ -21,7 +23,7 @@ export interface StoredPrefixCheck {
   retry?: RetryPolicy;
   signal?: AbortSignal;
   /** Called in chunk order with each verified chunk's raw SHA-256. */
-  onVerified: (index: number, rawSha256: Uint8Array, rawLength: number) => void;
+  onVerified: (index: number, rawDigest: Uint8Array, rawLength: number) => void;
 }
 
 export interface StoredPrefix {
@@ -52,13 +54,14 @@ export async function checkStoredPrefix(check: StoredPrefixCheck): Promise<Store
       const key = chunkKey(index);
       const stored = headers.get(index);
       const length = await check.reader.fill(check.buffer, check.chunkSize, check.signal);
-      const rawSha256 = createHash('sha256').update(check.buffer.subarray(0, length)).digest();
+      const rawDigest = createRawDigest(check.keys).update(check.buffer.subarray(0, length)).digest();
       const header = await stored;
       if (length !== header.rawLength) {
         throw sourceChanged(key, `the source gives ${length} bytes for it, the stored chunk holds ${header.rawLength}`);
       }
-      if (!rawSha256.equals(header.rawSha256)) throw sourceChanged(key, 'its raw SHA-256 differs from the bytes the source gives now');
-      check.onVerified(index, rawSha256, length);
+      if (!sameDigest(rawDigest, header.rawDigest))
+        throw sourceChanged(key, `its ${rawDigestName(check.keys)} differs from the bytes the source gives now`);
+      check.onVerified(index, rawDigest, length);
       rawBytes += length;
       storedBytes += HEADER_FRAME_LENGTH + header.payloadLength;
       endsShort = length < check.chunkSize;

@@ -3,6 +3,7 @@ import { chunkKey } from './chunk.js';
 import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
+import type { EncryptionKey, StreamKeys } from './encryption.js';
 import { IntegrityError, UsageError } from './errors.js';
 import { LagGate, type LagLimit } from './lag-gate.js';
 import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
@@ -22,6 +23,7 @@ import { sharedAbortController } from './shared-abort.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
 import { StreamDigest } from './stream-digest.js';
+import { encryptionForNewStream, streamKeysFor } from './stream-encryption.js';
 import { newStreamId, streamIdToBytes } from './stream-id.js';
 import { claimStream, DEFAULT_STALE_AFTER_MS, findTakeoverTarget, senderInfo } from './takeover.js';
 import { formatBytes } from './units.js';
@@ -54,6 +56,8 @@ export interface SendOptions {
    * `lag.maxLag` or more chunks beyond the slowest active receiver's published position (LagGate).
    */
   lag?: LagLimit;
+  /** Encrypt every chunk (docs/SECURITY.md); a stream being taken over must have been started with the same key. */
+  encryptionKey?: EncryptionKey;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -115,9 +119,11 @@ export async function send(options: SendOptions): Promise<SendSummary> {
         signal: options.signal,
       })
     : null;
-  let owned = target ? undefined : await createStream(options);
+  const created = target ? undefined : await createStream(options);
+  let owned = created?.stream;
   const streamId = target?.manifest.streamId ?? (owned as VersionedManifest).manifest.streamId;
   const streamIdBytes = streamIdToBytes(streamId);
+  const keys = target ? streamKeysFor(target.manifest, options.encryptionKey, store.description) : created?.keys;
   const resumedFrom = target?.manifest.watermark ?? 0;
   // Raw and stored bytes below resumedFrom; chunks from there on are counted by `watermark`.
   const below = { rawBytes: target?.manifest.rawBytes ?? 0, storedBytes: target?.manifest.storedBytes ?? 0 };
@@ -139,7 +145,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   const watermark = new Watermark(); // of chunks from resumedFrom on
   const inFlight = new Set<Promise<void>>();
   const reader = isChunkReader(options.source) ? options.source : new IterableChunkReader(options.source);
-  const streamDigest = new StreamDigest();
+  const streamDigest = new StreamDigest(keys);
   let phase: SendProgress['phase'] = target ? 'verifying' : 'sending';
   let chunksRead = 0;
   let rawBytesRead = 0;
@@ -166,9 +172,9 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   };
 
   const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
-    const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level });
+    const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
     slabs.release(encoded.raw);
-    streamDigest.add(index, encoded.rawSha256);
+    streamDigest.add(index, encoded.rawDigest);
     const object = encoded.out.subarray(0, encoded.objectLength);
     await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
     slabs.release(encoded.out);
@@ -188,13 +194,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
         reader,
         buffer,
         streamId: streamIdBytes,
+        keys,
         chunkSize,
         chunks: resumedFrom,
         concurrency: options.concurrency,
         retry: options.retry,
         signal,
-        onVerified: (index, rawSha256, rawLength) => {
-          streamDigest.add(index, rawSha256);
+        onVerified: (index, rawDigest, rawLength) => {
+          streamDigest.add(index, rawDigest);
           chunksRead++;
           rawBytesRead += rawLength;
           report();
@@ -272,12 +279,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
 }
 
 /** Creates a new stream's manifest (create-only): BP_STREAM_EXISTS when the root holds one. */
-async function createStream(options: SendOptions): Promise<VersionedManifest> {
+async function createStream(options: SendOptions): Promise<{ stream: VersionedManifest; keys?: StreamKeys }> {
   const now = new Date().toISOString();
+  const streamId = newStreamId();
+  const { keys, record } = encryptionForNewStream(options.encryptionKey, streamId);
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
-    streamId: newStreamId(),
+    streamId,
     createdAt: now,
     updatedAt: now,
     chunkSize: options.chunkSize,
@@ -288,9 +297,10 @@ async function createStream(options: SendOptions): Promise<VersionedManifest> {
     rawBytes: 0,
     storedBytes: 0,
     sender: senderInfo(now),
+    ...(record && { encryption: record }),
   };
   const etag = await withRetry(() => createManifest(options.store, manifest), { policy: options.retry, signal: options.signal });
-  return { manifest, etag };
+  return { stream: { manifest, etag }, keys };
 }
 
 /**

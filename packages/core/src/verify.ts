@@ -1,17 +1,21 @@
 import { CHUNKS_PREFIX, chunkKey, parseChunkKey } from './chunk.js';
 import { CodecPool } from './codec-pool.js';
+import type { EncryptionKey } from './encryption.js';
 import { ExitCode, IntegrityError } from './errors.js';
 import { MANIFEST_KEY, type Manifest, readManifest } from './manifest.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import { SlabPool } from './slab-pool.js';
 import { type ObjectStore, StoreError } from './store.js';
 import { StreamDigest } from './stream-digest.js';
+import { streamKeysFor } from './stream-encryption.js';
 import { streamIdToBytes } from './stream-id.js';
 
 export interface VerifyOptions {
   store: ObjectStore;
   /** Chunks being read or decoded at most; each holds one chunk object and one raw buffer. */
   concurrency: number;
+  /** The key of an encrypted stream: its chunks are decrypted and authenticated too. Required for one, refused for a plain stream. */
+  encryptionKey?: EncryptionKey;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -70,8 +74,8 @@ const DEFAULT_MAX_PROBLEMS = 10_000;
 
 /**
  * Checks a whole stream where it is stored, without writing anything: every chunk below the
- * watermark is read and fully decoded (header, stream id, index, length, payload and raw SHA-256,
- * decompression) on the codec pool; the listing of `chunks/` shows gaps and strays; a complete
+ * watermark is read and fully decoded (header, stream id, index, length, payload SHA-256, decryption,
+ * decompression, raw digest) on the codec pool; the listing of `chunks/` shows gaps and strays; a complete
  * stream's digest is recomputed and compared with `final.digest`. Unlike the receiver it reports
  * every problem instead of stopping at the first, and it does not wait for missing chunks: it
  * reports what the store holds now. Only the manifest read at the start counts; a stream that is
@@ -85,6 +89,7 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
     throw new StoreError('not-found', `no stream at ${store.description} (no ${MANIFEST_KEY}): check the URL`);
   }
   const manifest = found.manifest;
+  const keys = streamKeysFor(manifest, options.encryptionKey, store.description);
   const codec = options.codec ?? new CodecPool();
   const abort = new AbortController();
   const onOuterAbort = () => abort.abort(options.signal?.reason);
@@ -95,7 +100,7 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
   const streamId = streamIdToBytes(manifest.streamId);
   // The digest needs every chunk; once one is bad it cannot match, and is dropped so that the
   // out-of-order chunks it would otherwise hold back cannot pile up.
-  let digest: StreamDigest | null = manifest.state === 'complete' ? new StreamDigest() : null;
+  let digest: StreamDigest | null = manifest.state === 'complete' ? new StreamDigest(keys) : null;
   const counts = { checked: 0, bad: 0, rawBytes: 0, storedBytes: 0, beyond: 0 };
   const slabs = new SlabPool(chunkSize, Math.max(1, options.concurrency));
   const inFlight = new Set<Promise<void>>();
@@ -134,9 +139,10 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
           streamId,
           index,
           rawLength: expectedRawLength(manifest, index),
+          keys,
         });
         slabs.release(decoded.raw);
-        digest?.add(index, decoded.rawSha256);
+        digest?.add(index, decoded.rawDigest);
         counts.rawBytes += decoded.rawLength;
         counts.storedBytes += storedLength;
         counts.checked++;

@@ -90,8 +90,17 @@ export function renderInspect(where: string, m: Manifest, receivers: ReceiverCur
     ['chunks', `${m.watermark} stored${m.state === 'sending' ? ' so far' : ''}, ${formatBytes(m.chunkSize)} each, zstd level ${m.level}`],
     ['raw', `${formatBytes(m.rawBytes)} (${m.rawBytes} bytes)`],
     ['stored', `${formatBytes(m.storedBytes)} — ${describeRatio(m.rawBytes, m.storedBytes)}`],
+    [
+      'encryption',
+      m.encryption
+        ? `${m.encryption.algorithm}, per-stream keys by ${m.encryption.kdf} (receive and verify need --encryption-key-file)`
+        : 'none',
+    ],
   ];
-  if (m.final) rows.push(['digest', `${m.final.digest} (SHA-256 over the chunks' raw SHA-256s)`]);
+  if (m.final) {
+    const over = m.encryption ? "HMAC-SHA256 over the chunks' raw HMACs" : "SHA-256 over the chunks' raw SHA-256s";
+    rows.push(['digest', `${m.final.digest} (${over})`]);
+  }
   if (rates) rows.push(['sender rate', senderRate(m, rates)]);
   if (receivers.length === 0) rows.push(['receivers', 'none has published a position']);
   for (const r of receivers) {

@@ -19,6 +19,7 @@ import {
   sizeOption,
   stringOption,
 } from '../args.js';
+import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -67,6 +68,8 @@ options:
                         needs them; a receiver started later, and a relay reading this stream
                         (it has no cursor), are NOT protected. manifest.json and the cursors stay:
                         inspect and ls still work; verify reports the chunks as missing.
+${encryptionOptionHelp}.
+                        Required for an encrypted stream, refused for a plain one
 ${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
@@ -91,6 +94,7 @@ const spec: OptionSpec = {
   ...rateOptionSpec,
   ...storeOptionSpec,
   ...metricsOptionSpec,
+  ...encryptionOptionSpec,
 };
 
 export async function runReceive(argv: string[]): Promise<number> {
@@ -114,12 +118,14 @@ export async function runReceive(argv: string[]): Promise<number> {
     throw new UsageError('--output and a sink command exclude each other: write to a file or into a command');
   }
   if (outputPath === '') throw new UsageError('--output needs a file name');
+  const encryption = await encryptionKeyOption(values);
 
   const metrics = await startMetrics('receive', values);
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const output: OutputSink | null = parsed.command.length > 0 ? null : outputPath !== undefined ? await fileSink(outputPath) : stdoutSink();
   const sink: Sink = output ?? (await commandSink(parsed.command));
   const progress = new ProgressReporter({ quiet: values.quiet === true });
+  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   const receiveStore = rateLimited(metrics.store(store), rate);
@@ -129,7 +135,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       store: receiveStore,
       sink: metrics.sink(sink),
       start: output?.existing
-        ? async (manifest, signal) => {
+        ? async (manifest, signal, keys) => {
             const existing = output.existing;
             if (!existing) return null;
             progress.message(
@@ -139,6 +145,7 @@ export async function runReceive(argv: string[]): Promise<number> {
             const prefix = await checkReceivedPrefix({
               store: receiveStore,
               manifest,
+              keys,
               output: existing,
               concurrency,
               signal,
@@ -168,6 +175,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       pollIntervalMs,
       receiverId,
       missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
+      encryptionKey: encryption.key,
       codec,
       deleteConsumed: values['delete-consumed'] === true,
       signal: interrupt.signal,
@@ -195,6 +203,7 @@ export async function runReceive(argv: string[]): Promise<number> {
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number(((summary.rawBytes - summary.rawBytesResumed) / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
+      encrypted: encryption.key !== undefined,
       ...resumed,
       ...(values['delete-consumed'] === true ? { chunksDeleted: summary.chunksDeleted } : {}),
       requests: store.counts,

@@ -26,6 +26,7 @@ import {
   parseCommandLine,
   sizeOption,
 } from '../args.js';
+import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -71,6 +72,8 @@ options:
                         a warning) until a receiver registers. A relay is not a receiver
   --max-lag-wait D      with --max-lag: how long to hold for a first receiver (default 10s; 0: not)
   --no-fsync            (directory store) do not fsync chunks; faster, unsafe on power loss
+${encryptionOptionHelp}.
+                        A --takeover must use the stream's key
 ${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
@@ -100,6 +103,7 @@ const spec: OptionSpec = {
   ...rateOptionSpec,
   ...storeOptionSpec,
   ...metricsOptionSpec,
+  ...encryptionOptionSpec,
 };
 
 export async function runSend(argv: string[]): Promise<number> {
@@ -124,6 +128,7 @@ export async function runSend(argv: string[]): Promise<number> {
   if (values['stale-after'] !== undefined && !takeover) throw new UsageError('--stale-after applies only with --takeover');
   const staleAfterMs = durationOption(values, 'stale-after', DEFAULT_STALE_AFTER_MS);
   const maxLag = maxLagOption(values, chunkSize);
+  const encryption = await encryptionKeyOption(values);
 
   const metrics = await startMetrics('send', values);
   const store = await openStreamStore(
@@ -132,6 +137,7 @@ export async function runSend(argv: string[]): Promise<number> {
   );
   const source: ByteSource = parsed.command.length > 0 ? await commandSource(parsed.command) : stdinSource();
   const progress = new ProgressReporter({ quiet: values.quiet === true });
+  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   let phase = 'sending';
@@ -148,6 +154,7 @@ export async function runSend(argv: string[]): Promise<number> {
       takeover,
       staleAfterMs,
       lag: maxLag === undefined ? undefined : lagLimit(maxLag, values, progress),
+      encryptionKey: encryption.key,
       codec,
       signal: interrupt.signal,
       onProgress: (p) => {
@@ -194,6 +201,7 @@ export async function runSend(argv: string[]): Promise<number> {
       seconds: Number(summary.seconds.toFixed(3)),
       MBps: Number((summary.rawBytes / 1e6 / summary.seconds).toFixed(1)),
       digest: summary.digest,
+      encrypted: encryption.key !== undefined,
       ...resumed,
       requests: store.counts,
     });

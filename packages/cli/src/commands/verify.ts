@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { CodecPool, formatBytes, formatRate, type VerifyReport, verifyExitCode, verifyStream } from '@bucketpipe/core';
 import { exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
+import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import { ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -9,7 +10,8 @@ import { openStreamStore } from '../stores.js';
 export const verifyHelp = `usage: bucketpipe verify <stream-url> [options]
 
 Checks a whole stream where it is stored, writing nothing: reads and fully decodes every chunk the
-manifest counts (header, stream id, index, length, payload SHA-256, decompression, raw SHA-256),
+manifest counts (header, stream id, index, length, payload SHA-256, decryption, decompression, raw
+digest),
 finds missing chunks and stray objects under chunks/, and for a complete stream compares the
 stream digest with the manifest's. Reports every bad chunk, one line each, then a verdict.
 Missing chunks are not waited for: this is what the store holds now.
@@ -22,11 +24,13 @@ options:
   --concurrency N       chunks read and checked at once, each holding about two chunk sizes of
                         memory (default 8)
   --threads N           decompression/checksum threads (default: one per core, ${availableParallelism()} here)
+${encryptionOptionHelp}.
+                        Required for an encrypted stream, refused for a plain one
   -q, --quiet           no progress line
   -h, --help
 
-exit status: 0 all good (or good so far while sending), 3 no stream at the URL, 4 malformed or
-newer manifest, 5 a bad or missing chunk or a digest mismatch, 6 the stream was aborted.
+exit status: 0 all good (or good so far while sending), 2 bad options or a missing or wrong key,
+3 no stream at the URL, 4 malformed or newer manifest or a key given for a plain stream, 5 a bad or missing chunk or a digest mismatch, 6 the stream was aborted.
 
 ${storeOptionsHelp}
 
@@ -40,6 +44,7 @@ const spec: OptionSpec = {
   threads: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   ...storeOptionSpec,
+  ...encryptionOptionSpec,
 };
 
 export async function runVerify(argv: string[]): Promise<number> {
@@ -48,15 +53,18 @@ export async function runVerify(argv: string[]): Promise<number> {
   const { values } = parsed;
   const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
+  const encryption = await encryptionKeyOption(values);
 
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const progress = new ProgressReporter({ quiet: values.quiet === true });
+  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   try {
     const report = await verifyStream({
       store,
       concurrency,
+      encryptionKey: encryption.key,
       codec,
       signal: interrupt.signal,
       onProgress: (p) =>
@@ -106,7 +114,7 @@ function verdictLine(r: VerifyReport, now: number): string {
       : '';
   switch (r.verdict) {
     case 'ok':
-      return `OK: ${checked}, digest matches (stream ${m.streamId}, complete)`;
+      return `OK: ${checked}, digest matches (stream ${m.streamId}, complete${m.encryption ? ', encrypted: every chunk authenticated' : ''})`;
     case 'incomplete': {
       const heartbeat = Math.max(0, Math.round((now - Date.parse(m.sender.heartbeatAt)) / 1000));
       return `INCOMPLETE: ${checked} below the watermark are good so far; the stream is still being written (sender ${m.sender.id}, heartbeat ${heartbeat}s ago), so its length and digest are not known yet${beyond}`;

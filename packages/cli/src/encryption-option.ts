@@ -1,0 +1,88 @@
+import { open } from 'node:fs/promises';
+import { ENCRYPTION_KEY_LENGTH, EncryptionKey, UsageError } from '@bucketpipe/core';
+import type { OptionSpec, ParsedCommandLine } from './args.js';
+
+export const encryptionOptionSpec: OptionSpec = { 'encryption-key-file': { type: 'string' } };
+
+export const encryptionOptionHelp = `  --encryption-key-file FILE
+                        encrypt (send) or decrypt and authenticate (receive, verify) every chunk with
+                        AES-256-GCM under the 32-byte key in FILE (raw, 64 hex digits or base64; make
+                        one with: openssl rand -hex 32 > FILE; chmod 600 FILE). The key is never
+                        stored or printed; without it an encrypted stream cannot be read by anyone,
+                        bucketpipe included. See docs/SECURITY.md`;
+
+export interface EncryptionKeyOption {
+  key?: EncryptionKey;
+  /** Something the operator should fix, but that does not stop the command (a key file others can read). */
+  warning?: string;
+}
+
+/** A key file is tiny; anything larger is not one, and is not read into memory. */
+const MAX_KEY_FILE_BYTES = 4096;
+
+/**
+ * Reads `--encryption-key-file`: 32 raw bytes, or the same as 64 hex digits or 44 base64
+ * characters (surrounding whitespace ignored). Errors name the file and its size, never its bytes.
+ */
+export async function encryptionKeyOption(values: ParsedCommandLine['values']): Promise<EncryptionKeyOption> {
+  const path = values['encryption-key-file'];
+  if (path === undefined) return {};
+  if (typeof path !== 'string' || path === '') throw keyFileError('--encryption-key-file needs a file name');
+  const { bytes, mode } = await readKeyFile(path);
+  const key = parseKey(bytes, path);
+  const warning =
+    (mode & 0o077) !== 0
+      ? `the key file ${path} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 ${path}`
+      : undefined;
+  return { key, warning };
+}
+
+async function readKeyFile(path: string): Promise<{ bytes: Buffer; mode: number }> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw keyFileError(
+        `--encryption-key-file ${path}: no such file; to make a new key: openssl rand -hex 32 > ${path}; chmod 600 ${path} (a stream already sent needs the key it was sent with)`,
+      );
+    }
+    if (code === 'EACCES') throw keyFileError(`--encryption-key-file ${path}: permission denied; run as the key file's owner`);
+    throw keyFileError(`--encryption-key-file ${path}: cannot be opened (${code ?? (error as Error).message})`);
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw keyFileError(`--encryption-key-file ${path}: not a regular file`);
+    if (stat.size > MAX_KEY_FILE_BYTES) {
+      throw keyFileError(`--encryption-key-file ${path} holds ${stat.size} bytes, far more than a key: is it the right file?`);
+    }
+    const bytes = Buffer.alloc(MAX_KEY_FILE_BYTES + 1);
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+    return { bytes: bytes.subarray(0, bytesRead), mode: stat.mode };
+  } finally {
+    await handle.close();
+  }
+}
+
+function parseKey(bytes: Buffer, path: string): EncryptionKey {
+  const text = bytes.toString('latin1').trim();
+  let key: Buffer | undefined;
+  if (/^[0-9a-fA-F]{64}$/.test(text)) key = Buffer.from(text, 'hex');
+  else if (/^[A-Za-z0-9+/]{43}=$/.test(text)) key = Buffer.from(text, 'base64');
+  else if (bytes.length === ENCRYPTION_KEY_LENGTH) key = bytes;
+  if (!key || key.length !== ENCRYPTION_KEY_LENGTH) {
+    throw keyFileError(
+      `--encryption-key-file ${path} holds ${bytes.length} bytes, not a key: a key file holds ${ENCRYPTION_KEY_LENGTH} random bytes, raw or as 64 hex digits or 44 base64 characters (openssl rand -hex 32 > ${path})`,
+    );
+  }
+  const first = key[0];
+  if (key.every((byte) => byte === first)) {
+    throw keyFileError(`--encryption-key-file ${path} holds one byte value repeated, not a random key: make one with openssl rand -hex 32`);
+  }
+  return new EncryptionKey(key);
+}
+
+function keyFileError(message: string): UsageError {
+  return new UsageError(message, 'BP_KEY_FILE');
+}
