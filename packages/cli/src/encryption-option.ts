@@ -6,8 +6,9 @@ export const encryptionOptionSpec: OptionSpec = { 'encryption-key-file': { type:
 
 export const encryptionOptionHelp = `  --encryption-key-file FILE
                         encrypt (send) or decrypt and authenticate (receive, verify) every chunk with
-                        AES-256-GCM under the 32-byte key in FILE (raw, 64 hex digits or base64; make
-                        one with: openssl rand -hex 32 > FILE; chmod 600 FILE). The key is never
+                        AES-256-GCM under the 32-byte key in FILE (raw, 64 hex digits or base64; a
+                        pipe works too: <(pass show bp-key); make one with: openssl rand -hex 32 >
+                        FILE; chmod 600 FILE). The key is never
                         stored or printed; without it an encrypted stream cannot be read by anyone,
                         bucketpipe included. See docs/SECURITY.md`;
 
@@ -31,13 +32,13 @@ export async function encryptionKeyOption(values: ParsedCommandLine['values']): 
   const { bytes, mode } = await readKeyFile(path);
   const key = parseKey(bytes, path);
   const warning =
-    (mode & 0o077) !== 0
+    mode !== undefined && (mode & 0o077) !== 0
       ? `the key file ${path} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 ${path}`
       : undefined;
   return { key, warning };
 }
 
-async function readKeyFile(path: string): Promise<{ bytes: Buffer; mode: number }> {
+async function readKeyFile(path: string): Promise<{ bytes: Buffer; mode: number | undefined }> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, 'r');
@@ -49,17 +50,30 @@ async function readKeyFile(path: string): Promise<{ bytes: Buffer; mode: number 
       );
     }
     if (code === 'EACCES') throw keyFileError(`--encryption-key-file ${path}: permission denied; run as the key file's owner`);
+    if (code === 'EISDIR') throw keyFileError(`--encryption-key-file ${path}: is a directory, not a key file`);
     throw keyFileError(`--encryption-key-file ${path}: cannot be opened (${code ?? (error as Error).message})`);
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw keyFileError(`--encryption-key-file ${path}: not a regular file`);
-    if (stat.size > MAX_KEY_FILE_BYTES) {
+    if (stat.isDirectory()) throw keyFileError(`--encryption-key-file ${path}: is a directory, not a key file`);
+    if (stat.isFile() && stat.size > MAX_KEY_FILE_BYTES) {
       throw keyFileError(`--encryption-key-file ${path} holds ${stat.size} bytes, far more than a key: is it the right file?`);
     }
-    const bytes = Buffer.alloc(MAX_KEY_FILE_BYTES + 1);
-    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
-    return { bytes: bytes.subarray(0, bytesRead), mode: stat.mode };
+    // A pipe (`<(pass show bucketpipe)`, a secret manager's FIFO) is read to its end like a file.
+    const buffer = Buffer.alloc(MAX_KEY_FILE_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > MAX_KEY_FILE_BYTES) {
+      buffer.fill(0);
+      throw keyFileError(
+        `--encryption-key-file ${path} holds more than ${MAX_KEY_FILE_BYTES} bytes, far more than a key: is it the right file?`,
+      );
+    }
+    return { bytes: buffer.subarray(0, length), mode: stat.isFile() ? stat.mode : undefined };
   } finally {
     await handle.close();
   }
@@ -70,17 +84,25 @@ function parseKey(bytes: Buffer, path: string): EncryptionKey {
   let key: Buffer | undefined;
   if (/^[0-9a-fA-F]{64}$/.test(text)) key = Buffer.from(text, 'hex');
   else if (/^[A-Za-z0-9+/]{43}=$/.test(text)) key = Buffer.from(text, 'base64');
-  else if (bytes.length === ENCRYPTION_KEY_LENGTH) key = bytes;
-  if (!key || key.length !== ENCRYPTION_KEY_LENGTH) {
-    throw keyFileError(
-      `--encryption-key-file ${path} holds ${bytes.length} bytes, not a key: a key file holds ${ENCRYPTION_KEY_LENGTH} random bytes, raw or as 64 hex digits or 44 base64 characters (openssl rand -hex 32 > ${path})`,
-    );
+  else if (bytes.length === ENCRYPTION_KEY_LENGTH) key = Buffer.from(bytes);
+  try {
+    if (!key || key.length !== ENCRYPTION_KEY_LENGTH) {
+      throw keyFileError(
+        `--encryption-key-file ${path} holds ${bytes.length} bytes, not a key: a key file holds ${ENCRYPTION_KEY_LENGTH} random bytes, raw or as 64 hex digits or 44 base64 characters (openssl rand -hex 32 > ${path})`,
+      );
+    }
+    const first = key[0];
+    if (key.every((byte) => byte === first)) {
+      throw keyFileError(
+        `--encryption-key-file ${path} holds one byte value repeated, not a random key: make one with openssl rand -hex 32`,
+      );
+    }
+    return new EncryptionKey(key);
+  } finally {
+    // The key lives on only inside EncryptionKey: wipe the copies read and decoded here.
+    key?.fill(0);
+    bytes.fill(0);
   }
-  const first = key[0];
-  if (key.every((byte) => byte === first)) {
-    throw keyFileError(`--encryption-key-file ${path} holds one byte value repeated, not a random key: make one with openssl rand -hex 32`);
-  }
-  return new EncryptionKey(key);
 }
 
 function keyFileError(message: string): UsageError {

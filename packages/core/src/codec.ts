@@ -89,7 +89,7 @@ export class ChunkCodec {
     return { object: job.object, raw: job.raw, rawLength, rawDigest };
   }
 
-  /** The payload's zstd frame: the payload itself, or what it decrypts to. */
+  /** The payload's zstd frame: the payload itself, or what it decrypts to (in place, in the object). */
   #plainFrame(
     job: DecodeJob,
     flags: number,

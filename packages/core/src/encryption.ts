@@ -1,4 +1,14 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from 'node:crypto';
+import {
+  type Cipher,
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  type Decipher,
+  hkdfSync,
+  randomFillSync,
+  timingSafeEqual,
+} from 'node:crypto';
 import { inspect } from 'node:util';
 
 /**
@@ -119,32 +129,45 @@ export function sealPayload(keys: StreamKeys, aad: Uint8Array, payload: Uint8Arr
   randomFillSync(nonce);
   const cipher = createCipheriv(ENCRYPTION_ALGORITHM, keys.cipherKey, nonce, { authTagLength: TAG_LENGTH });
   cipher.setAAD(aad);
-  const plain = payload.subarray(NONCE_LENGTH, NONCE_LENGTH + plainLength);
-  const encrypted = cipher.update(plain);
-  const rest = cipher.final();
-  // GCM is a stream mode: the ciphertext is exactly as long as the plaintext.
-  if (encrypted.length + rest.length !== plainLength) throw new Error('bug: AES-GCM changed the payload length');
-  payload.set(encrypted, NONCE_LENGTH);
-  payload.set(rest, NONCE_LENGTH + encrypted.length);
+  transformInPlace(cipher, payload.subarray(NONCE_LENGTH, NONCE_LENGTH + plainLength));
   payload.set(cipher.getAuthTag(), NONCE_LENGTH + plainLength);
   return plainLength + ENCRYPTION_OVERHEAD;
 }
 
-/** Decrypts a payload sealed by sealPayload; null when it fails authentication (wrong key or altered bytes). */
-export function openPayload(keys: StreamKeys, aad: Uint8Array, payload: Uint8Array): Buffer | null {
+/**
+ * Decrypts a payload sealed by sealPayload in place and returns the plaintext (a view of
+ * `payload`), or null when it fails authentication (wrong key or altered bytes): then `payload`
+ * holds unauthenticated bytes and must be thrown away.
+ */
+export function openPayload(keys: StreamKeys, aad: Uint8Array, payload: Uint8Array): Uint8Array | null {
   if (payload.length < ENCRYPTION_OVERHEAD) return null;
   const nonce = payload.subarray(0, NONCE_LENGTH);
-  const tag = payload.subarray(payload.length - TAG_LENGTH);
   const decipher = createDecipheriv(ENCRYPTION_ALGORITHM, keys.cipherKey, nonce, { authTagLength: TAG_LENGTH });
   decipher.setAAD(aad);
-  decipher.setAuthTag(tag);
-  const plain = decipher.update(payload.subarray(NONCE_LENGTH, payload.length - TAG_LENGTH));
+  decipher.setAuthTag(payload.subarray(payload.length - TAG_LENGTH));
+  const body = payload.subarray(NONCE_LENGTH, payload.length - TAG_LENGTH);
   try {
-    const rest = decipher.final();
-    return rest.length === 0 ? plain : Buffer.concat([plain, rest]);
+    transformInPlace(decipher, body);
   } catch {
     return null;
   }
+  return body;
+}
+
+/** Piece by piece, so that a 1 GiB chunk does not need a second 1 GiB buffer outside the slab budget. */
+const PIECE = 1024 * 1024;
+
+/** Runs a GCM cipher over `bytes`, writing its output over them; final() checks the tag when decrypting. */
+function transformInPlace(cipher: Cipher | Decipher, bytes: Uint8Array): void {
+  let written = 0;
+  const put = (output: Buffer) => {
+    bytes.set(output, written);
+    written += output.length;
+  };
+  for (let offset = 0; offset < bytes.length; offset += PIECE) put(cipher.update(bytes.subarray(offset, offset + PIECE)));
+  put(cipher.final());
+  // GCM is a stream mode: its output is exactly as long as its input.
+  if (written !== bytes.length) throw new Error(`bug: AES-GCM gave ${written} bytes for ${bytes.length}`);
 }
 
 export function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
