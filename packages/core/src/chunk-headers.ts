@@ -32,7 +32,7 @@ export interface HeaderPrefetchOptions {
  * Reads the header frames of chunks 0 … chunks − 1 (128-byte ranged GETs, the payload is never
  * read) ahead of the caller, `concurrency` at a time and a bounded window ahead, and checks each
  * as docs/FORMAT.md §3 steps 1–7, 9 and 10 do: for those who compare stored chunks with bytes they
- * already have by their raw SHA-256 — a resuming sender (its source) or receiver (its output).
+ * already have by their raw digest — a resuming sender (its source) or receiver (its output).
  */
 export class HeaderPrefetch {
   #options: HeaderPrefetchOptions;

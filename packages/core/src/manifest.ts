@@ -23,7 +23,7 @@ export interface SenderInfo {
 export interface FinalSummary {
   chunks: number;
   rawBytes: number;
-  /** SHA-256 over every chunk's raw SHA-256 in chunk order, hex (see StreamDigest). */
+  /** SHA-256 (HMAC-SHA256 when encrypted) over every chunk's raw digest in chunk order, hex (see StreamDigest). */
   digest: string;
 }
 

@@ -14,7 +14,7 @@ export interface ReceiveStart {
   chunks: number;
   /** Raw bytes of those chunks. */
   rawBytes: number;
-  /** The stream digest with exactly chunks 0 … chunks − 1 added (their raw SHA-256s). */
+  /** The stream digest with exactly chunks 0 … chunks − 1 added (their raw digests). */
   digest: StreamDigest;
 }
 
@@ -56,7 +56,7 @@ const PIECE = 4 * 1024 * 1024;
  * that those bytes are this stream's before anything is written (docs/FORMAT.md §7.1).
  *
  * The output is cut into chunks as the sender cut the stream. Its whole chunks that the manifest's
- * watermark covers are kept if each one's raw SHA-256 (hashed from the output) and length equal
+ * watermark covers are kept if each one's raw digest (hashed from the output) and length equal
  * those in the stored chunk's header (a 128-byte ranged GET; headers are read ahead in parallel):
  * the SHA-256s are then also the stream digest's first entries. What follows them — a chunk cut
  * short by a crash mid-write, or chunks beyond the watermark of a copy that lags behind the one

@@ -45,7 +45,7 @@ export interface ReceiveOptions {
   /**
    * Where the sink already is (a file from an earlier run, checked by checkReceivedPrefix):
    * called once with the first manifest read, before anything is fetched or written. The sink
-   * then holds exactly the chunks 0 … chunks − 1 and gets the rest; their raw SHA-256s seed the
+   * then holds exactly the chunks 0 … chunks − 1 and gets the rest; their raw digests seed the
    * stream digest, so the final check still covers every byte of the stream. Without it, or
    * when it returns null, the receive starts at chunk 0. `keys` are the stream's when it is
    * encrypted (its raw digests are then HMACs).
@@ -78,7 +78,7 @@ export interface ReceiveSummary {
   streamId: string;
   chunks: number;
   rawBytes: number;
-  /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
+  /** The stream digest (StreamDigest): SHA-256 (keyed when encrypted) over the chunks' raw digests. */
   digest: string;
   seconds: number;
   /** The chunk the receive started at: chunks 0 … resumedFrom − 1 were in the sink already (ReceiveOptions.start); 0 otherwise. */

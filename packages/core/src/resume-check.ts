@@ -22,7 +22,7 @@ export interface StoredPrefixCheck {
   concurrency: number;
   retry?: RetryPolicy;
   signal?: AbortSignal;
-  /** Called in chunk order with each verified chunk's raw SHA-256. */
+  /** Called in chunk order with each verified chunk's raw digest (SHA-256, or HMAC when encrypted). */
   onVerified: (index: number, rawDigest: Uint8Array, rawLength: number) => void;
 }
 
@@ -36,7 +36,7 @@ export interface StoredPrefix {
 
 /**
  * Proves that the source starts with the stream already stored: reads the first `chunks` chunks
- * from the source, hashes each and compares its raw SHA-256 and length with the header of the
+ * from the source, hashes each and compares its raw digest and length with the header of the
  * stored chunk (a 128-byte ranged read; headers are fetched ahead in parallel, so the store's
  * latency does not slow the reading). Nothing is written. A difference is BP_SOURCE_CHANGED
  * naming the first chunk that differs; a missing or damaged stored chunk is an IntegrityError too.

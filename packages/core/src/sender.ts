@@ -84,7 +84,7 @@ export interface SendSummary {
   chunks: number;
   rawBytes: number;
   storedBytes: number;
-  /** The stream digest (StreamDigest): SHA-256 over the chunks' raw SHA-256s. */
+  /** The stream digest (StreamDigest): SHA-256 (keyed when encrypted) over the chunks' raw digests. */
   digest: string;
   seconds: number;
   /** Chunks 0 … resumedFrom − 1 were stored already and verified against the source; 0 for a new stream. */
