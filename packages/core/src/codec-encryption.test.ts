@@ -6,6 +6,7 @@ import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
 import { EncryptionKey, type StreamKeys } from './encryption.js';
 import { ExitCode, IntegrityError } from './errors.js';
+import { compressibleBytes } from './pipeline-test-kit.js';
 import { streamIdToBytes } from './stream-id.js';
 
 const STREAM = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b';
@@ -32,17 +33,6 @@ const at = {
   payloadSha256: 8 + 80,
   crc: 8 + 116,
 };
-
-/** Deterministic, partly compressible bytes. */
-function rawBytes(length: number, seed = 1): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = i % 64 < 32 ? (x >>> 24) & 0xff : i & 0xff;
-  }
-  return bytes;
-}
 
 const codec = new ChunkCodec();
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest();
@@ -113,7 +103,7 @@ function flip(object: Uint8Array, offset: number, bit = 0x01): Uint8Array {
   return copy;
 }
 
-const raw = rawBytes(50_000, 5);
+const raw = compressibleBytes(50_000, 5);
 const plainObject = encode(raw);
 const encrypted = encode(raw, { keys });
 
@@ -176,7 +166,7 @@ describe('ChunkCodec.encode with keys', () => {
   });
 
   it('encodes only raw[0, rawLength) of a larger slab', () => {
-    const slab = rawBytes(CHUNK_SIZE, 9);
+    const slab = compressibleBytes(CHUNK_SIZE, 9);
     const out = new Uint8Array(chunkObjectBound(CHUNK_SIZE));
     const result = codec.encode({ kind: 'encode', raw: slab, rawLength: 100, out, streamId, index: INDEX, level: 1, keys });
     const object = out.slice(0, result.objectLength);
@@ -209,7 +199,7 @@ describe('ChunkCodec.decode with keys', () => {
       [12_345, 3],
       [1, 1],
     ] as const) {
-      const bytes = rawBytes(length, length);
+      const bytes = compressibleBytes(length, length);
       const object = encode(bytes, { keys, level });
       const job = decodeJob(object, { rawLength: length });
       const result = codec.decode(job);

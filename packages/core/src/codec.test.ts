@@ -6,6 +6,7 @@ import { HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
 import { ExitCode, IntegrityError } from './errors.js';
+import { compressibleBytes } from './pipeline-test-kit.js';
 import { streamIdToBytes } from './stream-id.js';
 
 const ZSTD = '/usr/bin/zstd';
@@ -13,17 +14,6 @@ const STREAM = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b';
 const OTHER_STREAM = '11111111-2222-4333-8444-555555555555';
 const streamId = streamIdToBytes(STREAM);
 const CHUNK_SIZE = 64 * 1024;
-
-/** Deterministic, partly compressible bytes. */
-function rawBytes(length: number, seed = 1): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = i % 64 < 32 ? (x >>> 24) & 0xff : i & 0xff;
-  }
-  return bytes;
-}
 
 const codec = new ChunkCodec();
 
@@ -73,7 +63,7 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 
 describe('ChunkCodec', () => {
   it('encodes a header frame followed by one zstd frame with content size and checksum', () => {
-    const raw = rawBytes(CHUNK_SIZE);
+    const raw = compressibleBytes(CHUNK_SIZE);
     const object = encode(raw);
     const { header, payload } = readChunk(object, 'k');
     expect(header.index).toBe(3);
@@ -101,7 +91,7 @@ describe('ChunkCodec', () => {
       [12_345, 3],
       [1, 1],
     ] as const) {
-      const raw = rawBytes(length, length);
+      const raw = compressibleBytes(length, length);
       const object = encode(raw, 3, level);
       const result = codec.decode(decodeJob(object));
       expect(result.rawLength).toBe(length);
@@ -112,13 +102,13 @@ describe('ChunkCodec', () => {
   });
 
   it('accepts a chunk whose length matches an exact expected length', () => {
-    const raw = rawBytes(1000);
+    const raw = compressibleBytes(1000);
     const result = codec.decode(decodeJob(encode(raw), { rawLength: 1000 }));
     expect(result.rawLength).toBe(1000);
   });
 
   it('encodes only raw[0, rawLength) of a larger slab', () => {
-    const slab = rawBytes(CHUNK_SIZE);
+    const slab = compressibleBytes(CHUNK_SIZE);
     const out = new Uint8Array(chunkObjectBound(CHUNK_SIZE));
     const result = codec.encode({ kind: 'encode', raw: slab, rawLength: 100, out, streamId, index: 0, level: 1 });
     const { header } = readChunk(out.subarray(0, result.objectLength), 'k');
@@ -127,14 +117,14 @@ describe('ChunkCodec', () => {
   });
 
   it('decompresses with the standalone zstd CLI to exactly the raw bytes', () => {
-    const raw = rawBytes(CHUNK_SIZE, 7);
+    const raw = compressibleBytes(CHUNK_SIZE, 7);
     const output = execFileSync(ZSTD, ['-d', '-c', '-q'], { input: encode(raw) });
     expect(output.length).toBe(raw.length);
     expect(output.equals(raw)).toBe(true);
   });
 
   it('concatenated chunk objects decompress with the zstd CLI to the concatenated stream (cat chunks/* | zstd -d)', () => {
-    const parts = [rawBytes(CHUNK_SIZE, 1), rawBytes(CHUNK_SIZE, 2), rawBytes(777, 3)];
+    const parts = [compressibleBytes(CHUNK_SIZE, 1), compressibleBytes(CHUNK_SIZE, 2), compressibleBytes(777, 3)];
     const objects = parts.map((raw, index) => encode(raw, index));
     const output = execFileSync(ZSTD, ['-d', '-c', '-q'], { input: Buffer.concat(objects) });
     expect(output.equals(Buffer.concat(parts))).toBe(true);
@@ -145,7 +135,7 @@ describe('ChunkCodec', () => {
   describe('decode rejects', () => {
     let object: Uint8Array;
     beforeAll(() => {
-      object = encode(rawBytes(5000));
+      object = encode(compressibleBytes(5000));
     });
 
     it('a chunk of another stream (BP_CHUNK_FOREIGN)', () => {

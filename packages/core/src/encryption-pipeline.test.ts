@@ -1,13 +1,21 @@
 import { createHash, createHmac } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
 import { describe, expect, it, vi } from 'vitest';
 import { ChunkFlag, chunkKey, HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
 import { EncryptionKey, type StreamKeys } from './encryption.js';
-import { SourceFailedError } from './errors.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest } from './manifest.js';
-import { CHUNK, craftChunk, digestOf, fastRetry, manifestOf, pipelineTestKit, same } from './pipeline-test-kit.js';
+import {
+  CHUNK,
+  craftChunk,
+  digestOf,
+  failingAfter,
+  fastRetry,
+  manifestOf,
+  pipelineTestKit,
+  same,
+  sourceFailure,
+} from './pipeline-test-kit.js';
 import { checkReceivedPrefix, type ResumableOutput } from './receive-resume.js';
 import { receive } from './receiver.js';
 import { relay } from './relay.js';
@@ -305,13 +313,7 @@ describe('send --takeover of an encrypted stream', () => {
     { encryptionKey }: { encryptionKey?: EncryptionKey } = { encryptionKey: key },
   ): Promise<MemoryStore> {
     const memory = new MemoryStore();
-    const failed = new SourceFailedError('BP_SOURCE_FAILED', 'source command "zfs send" exited with status 1');
-    async function* failing(): AsyncGenerator<Uint8Array> {
-      yield* pieces(data.subarray(0, 4 * CHUNK), 10_007);
-      await sleep(20); // the first chunks are stored and announced
-      throw failed;
-    }
-    await expect(send(sendOptions(memory, failing(), { encryptionKey }))).rejects.toBe(failed);
+    await expect(send(sendOptions(memory, failingAfter(data, 4), { encryptionKey }))).rejects.toBe(sourceFailure);
     expect(await manifestOf(memory)).toMatchObject({ state: 'aborted', watermark: 4 });
     return memory;
   }

@@ -5,33 +5,17 @@ import {
   encodeManifest,
   MANIFEST_FORMAT,
   MANIFEST_KEY,
-  MANIFEST_VERSION,
   type Manifest,
   parseManifest,
   readManifest,
   updateManifest,
 } from './manifest.js';
+import { sendingManifest } from './pipeline-test-kit.js';
 import { type ListedObject, type ObjectInfo, type ObjectStore, type PutOptions, type StoredObject, StoreError } from './store.js';
 
 const WHERE = 'mem://test/manifest.json';
 
-function sending(): Manifest {
-  return {
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    streamId: '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b',
-    createdAt: '2025-01-02T03:04:05.678Z',
-    updatedAt: '2025-01-02T03:04:06.000Z',
-    chunkSize: 16 * 1024 * 1024,
-    codec: 'zstd',
-    level: 1,
-    state: 'sending',
-    watermark: 2,
-    rawBytes: 2 * 16 * 1024 * 1024,
-    storedBytes: 1_234_567,
-    sender: { id: 'src:123', host: 'src', pid: 123, startedAt: '2025-01-02T03:04:05.678Z', heartbeatAt: '2025-01-02T03:04:06.000Z' },
-  };
-}
+const sending = (): Manifest => sendingManifest();
 
 function complete(): Manifest {
   return {

@@ -1,4 +1,4 @@
-// Test support shared by the pipeline tests (sender, receiver, relay, verify); not part of the
+// Test support shared by the pipeline, codec and manifest tests; not part of the
 // package: the build excludes it (tsconfig.json).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type MemorySink, pieces } from '@bucketpipe/store-testkit';
@@ -6,8 +6,9 @@ import { afterAll, beforeAll } from 'vitest';
 import type { MissingChunkPolicy } from './chunk-fetch.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
+import { SourceFailedError } from './errors.js';
 import { MIN_CHUNK_SIZE } from './limits.js';
-import { type Manifest, readManifest } from './manifest.js';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, readManifest } from './manifest.js';
 import type { ReceiveOptions } from './receiver.js';
 import type { RetryPolicy } from './retry.js';
 import type { SendOptions } from './sender.js';
@@ -101,4 +102,44 @@ export function craftChunk(streamId: string, index: number, raw: Uint8Array): Ui
     level: 1,
   });
   return out.slice(0, encoded.objectLength);
+}
+
+/** Deterministic, partly compressible bytes (half of every 64 random, half a counter). */
+export function compressibleBytes(length: number, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = i % 64 < 32 ? (x >>> 24) & 0xff : i & 0xff;
+  }
+  return bytes;
+}
+
+/** A valid manifest of a stream being sent: 2 chunks of 16 MiB so far. */
+export function sendingManifest(streamId = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b'): Manifest {
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    streamId,
+    createdAt: '2025-01-02T03:04:05.678Z',
+    updatedAt: '2025-01-02T03:04:06.000Z',
+    chunkSize: 16 * 1024 * 1024,
+    codec: 'zstd',
+    level: 1,
+    state: 'sending',
+    watermark: 2,
+    rawBytes: 2 * 16 * 1024 * 1024,
+    storedBytes: 1_234_567,
+    sender: { id: 'src:123', host: 'src', pid: 123, startedAt: '2025-01-02T03:04:05.678Z', heartbeatAt: '2025-01-02T03:04:06.000Z' },
+  };
+}
+
+/** The source failure the failing sources below end with. */
+export const sourceFailure = new SourceFailedError('BP_SOURCE_FAILED', 'source command "zfs send" exited with status 1');
+
+/** A source that gives the first `chunks` chunks of `data`, pauses so they are stored and announced, then fails with sourceFailure. */
+export async function* failingAfter(data: Uint8Array, chunks: number): AsyncGenerator<Uint8Array> {
+  yield* pieces(data.subarray(0, chunks * CHUNK), 10_007);
+  await sleep(20);
+  throw sourceFailure;
 }

@@ -2,7 +2,8 @@ import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { EncryptionKey, type StreamKeys } from './encryption.js';
 import { BucketpipeError, ExitCode, StreamConflictError, UsageError } from './errors.js';
-import { encodeManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, parseManifest } from './manifest.js';
+import { encodeManifest, type Manifest, parseManifest } from './manifest.js';
+import { sendingManifest } from './pipeline-test-kit.js';
 import { encryptionForNewStream, streamKeysFor } from './stream-encryption.js';
 import { streamIdToBytes } from './stream-id.js';
 
@@ -14,23 +15,7 @@ const otherKeyBytes = Uint8Array.from({ length: 32 }, (_, i) => (i * 91 + 1) & 0
 const key = new EncryptionKey(keyBytes);
 const otherKey = new EncryptionKey(otherKeyBytes);
 
-function plainManifest(streamId = STREAM): Manifest {
-  return {
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    streamId,
-    createdAt: '2025-01-02T03:04:05.678Z',
-    updatedAt: '2025-01-02T03:04:06.000Z',
-    chunkSize: 16 * 1024 * 1024,
-    codec: 'zstd',
-    level: 1,
-    state: 'sending',
-    watermark: 2,
-    rawBytes: 2 * 16 * 1024 * 1024,
-    storedBytes: 1_234_567,
-    sender: { id: 'src:123', host: 'src', pid: 123, startedAt: '2025-01-02T03:04:05.678Z', heartbeatAt: '2025-01-02T03:04:06.000Z' },
-  };
-}
+const plainManifest = (streamId = STREAM): Manifest => sendingManifest(streamId);
 
 function encryptedManifest(streamId = STREAM, using = key): Manifest {
   const { record } = encryptionForNewStream(using, streamId);

@@ -3,9 +3,8 @@ import { FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@buck
 import { describe, expect, it, vi } from 'vitest';
 import { chunkKey } from './chunk.js';
 import { chunkObjectBound } from './codec.js';
-import { SourceFailedError } from './errors.js';
 import { MANIFEST_KEY, type Manifest } from './manifest.js';
-import { background, CHUNK, manifestOf, pipelineTestKit, same } from './pipeline-test-kit.js';
+import { background, CHUNK, failingAfter, manifestOf, pipelineTestKit, same, sourceFailure } from './pipeline-test-kit.js';
 import { receive } from './receiver.js';
 import { type SendOptions, type SendProgress, send } from './sender.js';
 import type { ObjectStore } from './store.js';
@@ -248,13 +247,7 @@ describe('other streams --takeover may continue', () => {
   it('an aborted stream: back to sending, its abort reason gone, then complete', async () => {
     const data = randomBytes(6 * CHUNK + 7, 41);
     const memory = new MemoryStore();
-    const failed = new SourceFailedError('BP_SOURCE_FAILED', 'source command "zfs send" exited with status 1');
-    async function* failing(): AsyncGenerator<Uint8Array> {
-      yield* pieces(data.subarray(0, 4 * CHUNK), 10_007);
-      await sleep(20); // the first chunks are stored and announced
-      throw failed;
-    }
-    await expect(send(sendOptions(memory, failing()))).rejects.toBe(failed);
+    await expect(send(sendOptions(memory, failingAfter(data, 4)))).rejects.toBe(sourceFailure);
     const aborted = await manifestOf(memory);
     expect(aborted).toMatchObject({ state: 'aborted', watermark: 4 });
     const refused = await send(sendOptions(memory, pieces(data, 10_007))).catch((e: unknown) => e);

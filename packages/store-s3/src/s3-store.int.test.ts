@@ -223,7 +223,7 @@ for (const httpClient of ['node', 'undici'] as const) {
     });
 
     // Known bug of the opt-in undici client: this test makes its worker run out of memory (hence not the default; see s3-options.ts).
-    it.skipIf(httpClient === 'undici')(
+    it(
       'an abort in the middle of a large get rejects with the signal’s reason, and the store keeps working',
       async () => {
         const store = await freshStore();

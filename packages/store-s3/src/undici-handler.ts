@@ -89,12 +89,24 @@ export class UndiciHttpHandler {
 
   async handle(request: SdkHttpRequest, { abortSignal, requestTimeout }: SdkHandlerOptions = {}): Promise<{ response: SdkHttpResponse }> {
     if (abortSignal?.aborted) throw abortError(abortSignal);
+    // The caller's abort reaches undici through a signal of our own (which the requestTimeout
+    // also aborts). It must stay connected until the answer's body closes, not only until the
+    // headers arrive: undici destroys the body when that signal aborts, and a GetObject body is
+    // read long after handle() returned. NodeHttpHandler likewise listens until the request's
+    // 'close'. (Disconnected at the headers, an abort in the middle of a body went unheard: the
+    // whole body was still read and the aborted call succeeded.)
     const controller = new AbortController();
     const onAbort = () => controller.abort(abortError(abortSignal));
+    const release = () => {
+      if (abortSignal === undefined) return;
+      if ('removeEventListener' in abortSignal) abortSignal.removeEventListener('abort', onAbort);
+      else if (abortSignal.onabort === onAbort) abortSignal.onabort = null;
+    };
     if (abortSignal !== undefined) {
       if ('addEventListener' in abortSignal) abortSignal.addEventListener('abort', onAbort, { once: true });
       else abortSignal.onabort = onAbort;
     }
+    let bodyListens = false;
     const limit = requestTimeout ?? this.#config.requestTimeoutMs;
     const timer =
       typeof limit === 'number' && limit > 0
@@ -119,16 +131,18 @@ export class UndiciHttpHandler {
       for (const [name, value] of Object.entries(answer.headers)) {
         if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
       }
+      if (abortSignal !== undefined && !answer.body.closed) {
+        answer.body.once('close', release);
+        bodyListens = true;
+      }
       return { response: { statusCode: answer.statusCode, headers, body: answer.body } };
     } catch (error) {
       if (controller.signal.aborted) throw controller.signal.reason;
       throw asSdkError(error);
     } finally {
+      // requestTimeout limits the wait for the headers only (as documented); the abort stays while the body lives.
       clearTimeout(timer);
-      if (abortSignal !== undefined) {
-        if ('removeEventListener' in abortSignal) abortSignal.removeEventListener('abort', onAbort);
-        else if (abortSignal.onabort === onAbort) abortSignal.onabort = null;
-      }
+      if (!bodyListens) release();
     }
   }
 
