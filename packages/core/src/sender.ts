@@ -54,6 +54,11 @@ export interface SendOptions {
    * `lag.maxLag` or more chunks beyond the slowest active receiver's published position (LagGate).
    */
   lag?: LagLimit;
+  /**
+   * An estimate of the source's length (`--size`, `zfs send -nP`), published in the manifest as
+   * `expectedRawBytes` for receivers' percent and ETA. Not a limit: the source may end before or after it.
+   */
+  expectedRawBytes?: number;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -208,7 +213,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       }
       sourceEnded = prefix.endsShort;
       verifySeconds = (performance.now() - verifyStarted) / 1000;
-      owned = await claimStream(store, target, { retry: options.retry, signal });
+      owned = await claimStream(store, target, { retry: options.retry, signal, expectedRawBytes: options.expectedRawBytes });
       phase = 'sending';
     }
     writer = new ManifestWriter(store, owned as VersionedManifest, {
@@ -287,6 +292,7 @@ async function createStream(options: SendOptions): Promise<VersionedManifest> {
     watermark: 0,
     rawBytes: 0,
     storedBytes: 0,
+    ...(options.expectedRawBytes === undefined ? {} : { expectedRawBytes: options.expectedRawBytes }),
     sender: senderInfo(now),
   };
   const etag = await withRetry(() => createManifest(options.store, manifest), { policy: options.retry, signal: options.signal });
@@ -310,6 +316,10 @@ function validate(options: SendOptions): void {
   assertChunkSize(options.chunkSize);
   if (!Number.isInteger(options.level) || options.level < MIN_LEVEL || options.level > MAX_LEVEL) {
     throw new RangeError(`compression level must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}, got ${options.level}`);
+  }
+  const expected = options.expectedRawBytes;
+  if (expected !== undefined && !(Number.isSafeInteger(expected) && expected >= 0)) {
+    throw new RangeError(`expectedRawBytes must be a non-negative safe integer, got ${expected}`);
   }
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);
