@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { CodecPool, formatBytes, formatRate, type VerifyReport, verifyExitCode, verifyStream } from '@bucketpipe/core';
+import { CodecPool, formatBytes, type VerifyReport, verifyExitCode, verifyStream } from '@bucketpipe/core';
 import { exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
+import type { Log } from '../log/index.js';
 import { ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -42,7 +43,7 @@ const spec: OptionSpec = {
   ...storeOptionSpec,
 };
 
-export async function runVerify(argv: string[]): Promise<number> {
+export async function runVerify(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'verify');
   const url = exactlyOnePositional(parsed, 'verify');
   const { values } = parsed;
@@ -50,7 +51,7 @@ export async function runVerify(argv: string[]): Promise<number> {
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
 
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
-  const progress = new ProgressReporter({ quiet: values.quiet === true });
+  const progress = new ProgressReporter(log, { quiet: values.quiet === true });
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   try {
@@ -60,10 +61,12 @@ export async function runVerify(argv: string[]): Promise<number> {
       codec,
       signal: interrupt.signal,
       onProgress: (p) =>
-        progress.update(
-          (seconds) =>
-            `verify chunk ${p.chunksChecked}/${p.chunksExpected} · ${formatBytes(p.storedBytes)} read · ${formatRate(p.storedBytes, seconds)}${p.problems > 0 ? ` · ${p.problems} bad` : ''}`,
-        ),
+        progress.update({
+          bytes: p.storedBytes,
+          unit: 'read',
+          fields: { chunksChecked: p.chunksChecked, chunksExpected: p.chunksExpected, storedBytes: p.storedBytes, problems: p.problems },
+          line: (head) => `verify chunk ${p.chunksChecked}/${p.chunksExpected} · ${head}${p.problems > 0 ? ` · ${p.problems} bad` : ''}`,
+        }),
     });
     process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : renderVerify(report, Date.now()));
     progress.summary({
