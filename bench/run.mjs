@@ -618,14 +618,15 @@ function writeKeyFile(dir) {
   return path;
 }
 
-/** The JSON summary line that bucketpipe prints on stderr when it is done. */
+/** The summary event bucketpipe logs on stderr when it is done (a pipe here: the JSON log format, one object per line). */
 function summaryOf(proc) {
-  const line = proc.stderr
+  const summary = proc.stderr
     .split('\n')
-    .reverse()
-    .find((l) => l.startsWith('{"event":"summary"'));
-  if (!line) throw new BenchError(`${proc.label} printed no summary line; its stderr:\n${proc.stderr}`);
-  return JSON.parse(line);
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .findLast((event) => event.event === 'summary');
+  if (!summary) throw new BenchError(`${proc.label} logged no summary event; its stderr:\n${proc.stderr}`);
+  return summary;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -148,11 +148,20 @@ function cli(args, env, stdio = 'ignore') {
   return { child, done };
 }
 
-const summaryOf = (stderr) => {
-  const line = stderr.split('\n').findLast((l) => l.startsWith('{"event":"summary"'));
-  return line ? JSON.parse(line) : undefined;
+/** The CLI's log events (stderr is a pipe, so the JSON log format: one object per line). */
+const eventsOf = (stderr) =>
+  stderr.split('\n').flatMap((line) => {
+    try {
+      return line.startsWith('{') ? [JSON.parse(line)] : [];
+    } catch {
+      return [];
+    }
+  });
+const summaryOf = (stderr) => eventsOf(stderr).findLast((event) => event.event === 'summary');
+const lastLine = (stderr) => {
+  const last = eventsOf(stderr).at(-1);
+  return last ? `${last.msg}${last.code ? ` [${last.code}]` : ''}` : (stderr.trim().split('\n').at(-1) ?? '');
 };
-const lastLine = (stderr) => stderr.trim().split('\n').at(-1) ?? '';
 
 async function main() {
   const input = await corpus();

@@ -7,6 +7,7 @@ import {
   errorLine,
   type Finished,
   fixtures,
+  logText,
   MiB,
   outputFile,
   run,
@@ -242,7 +243,7 @@ describe.each(targets)('$flavor through the fault proxy', (target) => {
     });
     for (const side of [sent, received]) {
       expect(side.code, side.stderr).toBe(3);
-      expect(side.stderr.match(/^bucketpipe: error:/gm)?.length, side.stderr).toBe(1);
+      expect(logText(side.stderr).match(/^bucketpipe: error:/gm)?.length, side.stderr).toBe(1);
       expect(errorLine(side.stderr)).toMatch(target.flavor === 's3' ? /connection refused|ECONNREFUSED/ : /HTTP 503/);
       expect(failedAfter(side)).toBeLessThan(GIVE_UP_MS);
     }

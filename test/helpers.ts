@@ -6,6 +6,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// The tests read the CLI's JSON log (stderr is a pipe: the auto format). A developer's own
+// BUCKETPIPE_LOG_FORMAT or BUCKETPIPE_PROGRESS_INTERVAL must not change what they see.
+process.env.BUCKETPIPE_LOG_FORMAT = 'auto';
+process.env.BUCKETPIPE_PROGRESS_INTERVAL = '';
+
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const cliPath = join(repoRoot, 'packages/cli/dist/bin.js');
 export const fixtures = join(repoRoot, 'test/fixtures');
@@ -136,20 +141,50 @@ export async function peakRss(pid: number): Promise<number | undefined> {
   }
 }
 
-/** The JSON summary line the CLI prints on stderr at the end of a transfer. */
-export function summaryOf(stderr: string): Record<string, unknown> {
-  const line = stderr
-    .split('\n')
-    .reverse()
-    .find((l) => l.startsWith('{"event":"summary"'));
-  if (!line) throw new Error(`no summary line in stderr:\n${stderr}`);
-  return JSON.parse(line) as Record<string, unknown>;
+/**
+ * The JSON log events on stderr, in order: the CLI writes one JSON object per line when stderr is
+ * not a terminal (as here: a pipe), unless --log-format human. Lines that are not JSON (a source or
+ * sink command's own messages) are left out.
+ */
+export function logEvents(stderr: string): Array<Record<string, unknown>> {
+  const events: Array<Record<string, unknown>> = [];
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      events.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {}
+  }
+  return events;
 }
 
-/** The last "bucketpipe: error: …" line. */
+/**
+ * stderr as the human format shows it, whichever format it was written in: a JSON event becomes
+ * "bucketpipe: <msg>" ("bucketpipe: error: <msg> [<code>]", "bucketpipe: warning: <msg>"); other
+ * lines stay as they are.
+ */
+export function logText(stderr: string): string {
+  return stderr
+    .split('\n')
+    .map((line) => {
+      const event = line.startsWith('{') ? logEvents(line)[0] : undefined;
+      if (!event || typeof event.msg !== 'string') return line;
+      if (event.event === 'error') return `bucketpipe: error: ${event.msg} [${String(event.code)}]`;
+      return event.level === 'warn' ? `bucketpipe: warning: ${event.msg}` : `bucketpipe: ${event.msg}`;
+    })
+    .join('\n');
+}
+
+/** The summary the CLI logs at the end of a command: the fields of its last `summary` event (JSON log format). */
+export function summaryOf(stderr: string): Record<string, unknown> {
+  const summary = logEvents(stderr).findLast((event) => event.event === 'summary');
+  if (!summary) throw new Error(`no summary event in stderr:\n${stderr}`);
+  return summary;
+}
+
+/** The last error, as the human format writes it, "bucketpipe: error: … [BP_CODE]", from either format. */
 export function errorLine(stderr: string): string {
   return (
-    stderr
+    logText(stderr)
       .split('\n')
       .reverse()
       .find((l) => l.startsWith('bucketpipe: error:')) ?? `(no error line; stderr was: ${stderr})`

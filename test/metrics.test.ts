@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, fixtures, MiB, type Running, run, sha256File, tempDir, waitFor, writeMixedStream } from './helpers.js';
+import { bucketpipe, errorLine, fixtures, MiB, type Running, run, sha256File, tempDir, waitFor, writeMixedStream } from './helpers.js';
 
 // --metrics-addr on send and receive, scraped over HTTP while a real, paced transfer runs between
 // two processes: the counters move, the receivers' lag rises while a receiver is stopped (SIGSTOP)
@@ -278,7 +278,7 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
       const taken = new URL(await metricsBase(holder)).host;
       const busy = await run(['relay', stream, `${stream}-copy`, '--metrics-addr', taken]);
       expect(busy.code, busy.stderr).toBe(2);
-      expect(busy.stderr).toMatch(/cannot listen: the address is in use \[BP_METRICS_ADDR\]/);
+      expect(errorLine(busy.stderr)).toMatch(/cannot listen: the address is in use \[BP_METRICS_ADDR\]/);
     } finally {
       holder.child.kill('SIGTERM');
       await holder.done;

@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { MiB, outputFile, repoRoot, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { logText, MiB, outputFile, repoRoot, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
 
 /** The packages a user installs, in dependency order; store-testkit is private and test-only. */
 const publishable = ['@bucketpipe/core', '@bucketpipe/store-fs', '@bucketpipe/store-s3', '@bucketpipe/store-gcs', 'bucketpipe'];
@@ -264,7 +264,7 @@ describe('packaging: the packed tarballs install into an empty prefix and run a 
         cwd,
         env: userEnv({ AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_EC2_METADATA_DISABLED: 'true' }),
       });
-      expect(result.stderr, args.join(' ')).toMatch(/^bucketpipe: error: .*\[BP_\w+\]$/m);
+      expect(logText(result.stderr), args.join(' ')).toMatch(/^bucketpipe: error: .*\[BP_\w+\]$/m);
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(3);
     }
   });

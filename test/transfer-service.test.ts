@@ -2,7 +2,7 @@ import { copyFile, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, MiB, outputFile, run, sha256File, tempDir, waitFor, writeMixedStream } from './helpers.js';
+import { bucketpipe, errorLine, MiB, outputFile, run, sha256File, tempDir, waitFor, writeMixedStream } from './helpers.js';
 
 // What a batch transfer service (or any eventually consistent copy) does to a stream: the manifest
 // lands before the chunks it counts, and the chunks land in any order. A receiver must wait for
@@ -74,7 +74,7 @@ describe('a receiver following a copy made by a transfer service', () => {
     const seconds = (performance.now() - started) / 1000;
     await out.close();
     expect(received.code).toBe(5);
-    expect(received.stderr).toMatch(/chunk chunks\/000000000002 is missing .*waited 3\.\d s.*BP_CHUNK_MISSING/);
+    expect(errorLine(received.stderr)).toMatch(/chunk chunks\/000000000002 is missing .*waited 3\.\d s.*BP_CHUNK_MISSING/);
     // The two chunks before it, nothing of it or after it.
     expect((await stat(outPath)).size).toBe(2 * MiB);
     expect(seconds).toBeGreaterThanOrEqual(3);

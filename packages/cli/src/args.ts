@@ -46,11 +46,16 @@ export function integerOption(values: ParsedCommandLine['values'], name: string,
 export function durationOption(values: ParsedCommandLine['values'], name: string, fallbackMs: number): number {
   const raw = values[name];
   if (raw === undefined) return fallbackMs;
-  const match = typeof raw === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(raw) : null;
-  if (!match) throw new UsageError(`--${name} ${String(raw)}: not a duration; write it like 500ms, 2s or 1m`);
+  return parseDurationMs(String(raw), `--${name} ${String(raw)}`);
+}
+
+/** `500ms`, `2s`, `1m`, `1h`, or seconds; at least 10 ms. `what` names the value in the usage error. */
+export function parseDurationMs(text: string, what: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!match) throw new UsageError(`${what}: not a duration; write it like 500ms, 2s or 1m`);
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
   const ms = Math.round(Number(match[1]) * unit);
-  if (ms < 10) throw new UsageError(`--${name} ${String(raw)}: must be at least 10ms`);
+  if (ms < 10) throw new UsageError(`${what}: must be at least 10ms`);
   return ms;
 }
 

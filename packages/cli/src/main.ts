@@ -1,6 +1,10 @@
-import { BucketpipeError, ExitCode } from '@bucketpipe/core';
+import { isatty } from 'node:tty';
+import { BucketpipeError, ExitCode, UsageError } from '@bucketpipe/core';
+import { chooseLogFormat, createLog, LOG_FORMAT_ENV, type Log, type LogFormat, logOptionsHelp, takeLogFormatOption } from './log/index.js';
 
-const commands: Record<string, { summary: string; load: () => Promise<{ help: string; run: (argv: string[]) => Promise<number> }> }> = {
+type Command = (argv: string[], log: Log) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<{ help: string; run: Command }> }> = {
   send: {
     summary: 'read a stream (stdin or a command) and upload it as chunks',
     load: async () => {
@@ -61,7 +65,8 @@ ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`)
   .join('\n')}
 
-Run "bucketpipe <command> --help" for its options.
+Run "bucketpipe <command> --help" for its options. Every command takes --log-format auto|human|json
+(env ${LOG_FORMAT_ENV}): human lines on a terminal, JSON lines (one object each) otherwise.
 
 exit status:
   0  success             4  stream conflict (another sender, foreign or malformed manifest)
@@ -84,31 +89,45 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const command = commands[name];
+  const chosen = chooseLog(rest);
+  const log = createLog(chosen.format, command ? name : undefined);
+  if (chosen.error) return reportFailure(chosen.error, log);
   if (!command) {
-    process.stderr.write(
-      `bucketpipe: unknown command "${name}": use one of ${Object.keys(commands).join(', ')} (see: bucketpipe --help)\n`,
+    return reportFailure(
+      new UsageError(`unknown command "${name}": use one of ${Object.keys(commands).join(', ')} (see: bucketpipe --help)`),
+      log,
     );
-    return ExitCode.usage;
   }
   const { help, run } = await command.load();
-  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  const own = chosen.argv.includes('--') ? chosen.argv.slice(0, chosen.argv.indexOf('--')) : chosen.argv;
   if (own.includes('--help') || own.includes('-h')) {
-    process.stdout.write(help);
+    process.stdout.write(`${help}\n${logOptionsHelp}\n`);
     return ExitCode.ok;
   }
   try {
-    return await run(rest);
+    return await run(chosen.argv, log);
   } catch (error) {
-    return reportFailure(error);
+    return reportFailure(error, log);
   }
 }
 
-export function reportFailure(error: unknown): number {
+/** The log format asked for (--log-format, else the environment, else auto) and the arguments without the option. */
+function chooseLog(argv: string[]): { format: LogFormat; argv: string[]; error?: unknown } {
+  const terminal = isatty(2);
+  try {
+    const option = takeLogFormatOption(argv);
+    return { format: chooseLogFormat(option.value, process.env[LOG_FORMAT_ENV], terminal), argv: option.rest };
+  } catch (error) {
+    // Said in the format auto would pick: the one asked for is what is wrong.
+    return { format: chooseLogFormat(undefined, undefined, terminal), argv, error };
+  }
+}
+
+export function reportFailure(error: unknown, log: Log): number {
   if (error instanceof BucketpipeError) {
-    process.stderr.write(`bucketpipe: error: ${error.message} [${error.code}]\n`);
+    log.failure(error);
     return error.exitCode;
   }
-  const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  process.stderr.write(`bucketpipe: internal error (this is a bug; please report it with the lines below)\n${stack}\n`);
+  log.bug(error);
   return ExitCode.bug;
 }

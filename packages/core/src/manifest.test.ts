@@ -3,6 +3,7 @@ import { ExitCode, StreamConflictError } from './errors.js';
 import {
   createManifest,
   encodeManifest,
+  expectedStreamBytes,
   MANIFEST_FORMAT,
   MANIFEST_KEY,
   type Manifest,
@@ -137,6 +138,23 @@ describe('encodeManifest / parseManifest', () => {
     for (const patch of [{ id: 1 }, { host: undefined }, { heartbeatAt: 'never' }]) {
       expectMalformed({ ...sending(), sender: { ...sender, ...patch } }, '"sender" must have id, host and heartbeatAt');
     }
+  });
+
+  it('accepts an optional "expectedRawBytes" (the sender\'s estimate) and rejects one that is not a count', () => {
+    for (const expectedRawBytes of [0, 1, 1_288_490_189, Number.MAX_SAFE_INTEGER]) {
+      expect(parseManifest(bytesOf({ ...sending(), expectedRawBytes }), WHERE).expectedRawBytes).toBe(expectedRawBytes);
+    }
+    expect(parseManifest(bytesOf(sending()), WHERE)).not.toHaveProperty('expectedRawBytes');
+    for (const expectedRawBytes of [-1, 1.5, '1024', null, 2 ** 53, true]) {
+      expectMalformed({ ...sending(), expectedRawBytes }, '"expectedRawBytes" must be a non-negative integer');
+    }
+  });
+
+  it('knows the stream length: exact once complete, else the estimate above 0, else null', () => {
+    expect(expectedStreamBytes(sending())).toBeNull();
+    expect(expectedStreamBytes({ ...sending(), expectedRawBytes: 0 })).toBeNull();
+    expect(expectedStreamBytes({ ...sending(), expectedRawBytes: 5000 })).toBe(5000);
+    expect(expectedStreamBytes({ ...complete(), expectedRawBytes: 5000 })).toBe(2 * 16 * 1024 * 1024 + 5);
   });
 
   it('lists every problem at once', () => {

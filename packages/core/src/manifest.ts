@@ -43,6 +43,11 @@ export interface Manifest {
   /** Raw and stored bytes of the chunks below the watermark. */
   rawBytes: number;
   storedBytes: number;
+  /**
+   * The sender's estimate of the stream's raw length (`send --size`, or `zfs send -nP`), for
+   * percent and ETA while it is sent; absent when unknown. The stream may end before or after it.
+   */
+  expectedRawBytes?: number;
   sender: SenderInfo;
   /** Present when the chunks are encrypted (docs/SECURITY.md); absent for a plain stream. */
   encryption?: ManifestEncryption;
@@ -128,6 +133,15 @@ function describeExisting(store: ObjectStore, existing: Manifest | undefined): s
   return `stream ${where} already exists and is ${existing.state}: choose a new stream URL or delete the old stream`;
 }
 
+/**
+ * The stream's raw length as far as it is known: exact once complete (`final.rawBytes`), else the
+ * sender's estimate (`expectedRawBytes`, when above 0), else null.
+ */
+export function expectedStreamBytes(manifest: Manifest): number | null {
+  if (manifest.final) return manifest.final.rawBytes;
+  return manifest.expectedRawBytes !== undefined && manifest.expectedRawBytes > 0 ? manifest.expectedRawBytes : null;
+}
+
 /** Milliseconds since the sender's last heartbeat by our clock; never negative. */
 export function heartbeatAgeMs(manifest: Manifest, now: number): number {
   return Math.max(0, now - Date.parse(manifest.sender.heartbeatAt));
@@ -191,6 +205,7 @@ function manifestProblems(m: Record<string, unknown>): string[] {
   need(m.state === 'sending' || m.state === 'complete' || m.state === 'aborted', '"state" must be sending, complete or aborted');
   need(isCount(m.watermark), '"watermark" must be a non-negative integer');
   need(isCount(m.rawBytes) && isCount(m.storedBytes), '"rawBytes"/"storedBytes" must be non-negative integers');
+  need(m.expectedRawBytes === undefined || isCount(m.expectedRawBytes), '"expectedRawBytes" must be a non-negative integer');
   const sender = m.sender;
   need(
     isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isTime(sender.heartbeatAt),

@@ -11,7 +11,7 @@ import { CursorPublisher } from './cursor-publisher.js';
 import type { EncryptionKey, StreamKeys } from './encryption.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from './errors.js';
 import { DEFAULT_BUFFER_BYTES } from './limits.js';
-import { type Manifest, readManifest } from './manifest.js';
+import { expectedStreamBytes, type Manifest, readManifest } from './manifest.js';
 import { waitForManifest } from './manifest-follow.js';
 import type { ReceiveStart } from './receive-resume.js';
 import { type RetryPolicy, withRetry } from './retry.js';
@@ -71,6 +71,8 @@ export interface ReceiveProgress {
   /** The sender's watermark as last seen. */
   watermark: number;
   state: Manifest['state'];
+  /** The stream's raw length: exact once `state` is complete, else the sender's estimate; null when unknown (expectedStreamBytes). */
+  expectedRawBytes: number | null;
   downloadsInFlight: number;
 }
 
@@ -152,6 +154,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
         rawBytesResumed,
         watermark: manifest.watermark,
         state: manifest.state,
+        expectedRawBytes: expectedStreamBytes(manifest),
         downloadsInFlight: downloads.activeCount,
       });
 

@@ -160,6 +160,66 @@ describe('the manifest', () => {
   });
 });
 
+describe('the size estimate (expectedRawBytes)', () => {
+  it('is in every version of the manifest from its creation, and a receiver reports it until the exact length is known', async () => {
+    const data = randomBytes(6 * CHUNK + 17, 8);
+    const estimate = 5 * CHUNK; // an estimate, not a limit: the stream turns out longer
+    const memory = new MemoryStore();
+    const store = new FaultyStore(memory);
+    const written: Manifest[] = [];
+    store.inject({
+      op: 'put',
+      key: MANIFEST_KEY,
+      before: (_, body) => void written.push(parseManifest(body ?? new Uint8Array(0), 'test')),
+    });
+    const held = heldSource(data);
+    const sending = background(send(sendOptions(store, held.source, { expectedRawBytes: estimate })));
+    const seen: Array<number | null> = [];
+    const sink = new MemorySink();
+    const receiving = receive(
+      receiveOptions(memory, sink, {
+        onProgress: (p) => seen.push(p.state === 'complete' ? -(p.expectedRawBytes ?? 0) : p.expectedRawBytes),
+      }),
+    );
+    await vi.waitFor(() => expect(seen.length).toBeGreaterThan(0));
+    held.release();
+    await sending;
+    await receiving;
+    expect(written.length).toBeGreaterThan(1);
+    expect(written.every((m) => m.expectedRawBytes === estimate)).toBe(true);
+    expect(written.at(-1)).toMatchObject({ state: 'complete', expectedRawBytes: estimate, final: { rawBytes: data.length } });
+    // While sending: the estimate; once complete (negated above): the exact length.
+    expect(seen[0]).toBe(estimate);
+    expect(seen.at(-1)).toBe(-data.length);
+    expect(same(sink.bytes(), data)).toBe(true);
+  });
+
+  it('is absent from the manifest without an estimate, and receivers report null until the stream is complete', async () => {
+    const data = randomBytes(2 * CHUNK + 1, 9);
+    const memory = new MemoryStore();
+    const held = heldSource(data);
+    const sending = background(send(sendOptions(memory, held.source)));
+    await vi.waitFor(async () => expect((await manifestOf(memory)).state).toBe('sending'));
+    expect(await manifestOf(memory)).not.toHaveProperty('expectedRawBytes');
+    const seen: Array<{ state: string; expected: number | null }> = [];
+    const receiving = receive(
+      receiveOptions(memory, new MemorySink(), { onProgress: (p) => seen.push({ state: p.state, expected: p.expectedRawBytes }) }),
+    );
+    await vi.waitFor(() => expect(seen.length).toBeGreaterThan(0));
+    held.release();
+    await sending;
+    await receiving;
+    expect(seen.filter((s) => s.state === 'sending').every((s) => s.expected === null)).toBe(true);
+    expect(seen.at(-1)).toEqual({ state: 'complete', expected: data.length });
+  });
+
+  it('must be a non-negative safe integer', async () => {
+    for (const expectedRawBytes of [-1, 1.5, Number.NaN, 2 ** 53]) {
+      await expect(send(sendOptions(new MemoryStore(), pieces(new Uint8Array(1), 1), { expectedRawBytes }))).rejects.toThrow(RangeError);
+    }
+  });
+});
+
 describe('a second sender', () => {
   it('is refused with BP_STREAM_EXISTS on a complete stream, before it reads or writes anything', async () => {
     const memory = new MemoryStore();

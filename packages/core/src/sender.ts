@@ -58,6 +58,11 @@ export interface SendOptions {
   lag?: LagLimit;
   /** Encrypt every chunk (docs/SECURITY.md); a stream being taken over must have been started with the same key. */
   encryptionKey?: EncryptionKey;
+  /**
+   * An estimate of the source's length (`--size`, `zfs send -nP`), published in the manifest as
+   * `expectedRawBytes` for receivers' percent and ETA. Not a limit: the source may end before or after it.
+   */
+  expectedRawBytes?: number;
   codec?: CodecPool;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -215,7 +220,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       }
       sourceEnded = prefix.endsShort;
       verifySeconds = (performance.now() - verifyStarted) / 1000;
-      owned = await claimStream(store, target, { retry: options.retry, signal });
+      owned = await claimStream(store, target, { retry: options.retry, signal, expectedRawBytes: options.expectedRawBytes });
       phase = 'sending';
     }
     writer = new ManifestWriter(store, owned as VersionedManifest, {
@@ -296,6 +301,7 @@ async function createStream(options: SendOptions): Promise<{ stream: VersionedMa
     watermark: 0,
     rawBytes: 0,
     storedBytes: 0,
+    ...(options.expectedRawBytes === undefined ? {} : { expectedRawBytes: options.expectedRawBytes }),
     sender: senderInfo(now),
     ...(record && { encryption: record }),
   };
@@ -320,6 +326,10 @@ function validate(options: SendOptions): void {
   assertChunkSize(options.chunkSize);
   if (!Number.isInteger(options.level) || options.level < MIN_LEVEL || options.level > MAX_LEVEL) {
     throw new RangeError(`compression level must be an integer from ${MIN_LEVEL} to ${MAX_LEVEL}, got ${options.level}`);
+  }
+  const expected = options.expectedRawBytes;
+  if (expected !== undefined && !(Number.isSafeInteger(expected) && expected >= 0)) {
+    throw new RangeError(`expectedRawBytes must be a non-negative safe integer, got ${expected}`);
   }
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new RangeError(`concurrency must be a positive integer, got ${options.concurrency}`);

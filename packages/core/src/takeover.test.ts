@@ -272,6 +272,20 @@ describe('other streams --takeover may continue', () => {
     expect(same(await receiveAll(memory), data)).toBe(true);
   });
 
+  it("keeps the stream's size estimate unless the new sender brings its own", async () => {
+    const data = randomBytes(3 * CHUNK + 5, 43);
+    for (const [given, kept] of [
+      [undefined, 1000],
+      [2000, 2000],
+    ] as const) {
+      const memory = new MemoryStore();
+      await send(sendOptions(memory, failingAfter(data, 1), { expectedRawBytes: 1000 })).catch(() => {});
+      expect(await manifestOf(memory)).toMatchObject({ state: 'aborted', expectedRawBytes: 1000 });
+      await send(sendOptions(memory, pieces(data, 10_007), { takeover: true, expectedRawBytes: given }));
+      expect(await manifestOf(memory)).toMatchObject({ state: 'complete', expectedRawBytes: kept });
+    }
+  });
+
   it('no stream at all: starts a new one', async () => {
     const memory = new MemoryStore();
     const data = randomBytes(2 * CHUNK + 3, 42);

@@ -80,11 +80,13 @@ export async function findTakeoverTarget(request: TakeoverRequest): Promise<Take
 export async function claimStream(
   store: ObjectStore,
   target: TakeoverTarget,
-  options: { retry?: RetryPolicy; signal?: AbortSignal } = {},
+  options: { retry?: RetryPolicy; signal?: AbortSignal; expectedRawBytes?: number } = {},
 ): Promise<VersionedManifest> {
   const now = new Date().toISOString();
   const { abortReason: _, ...previous } = target.manifest;
-  const manifest: Manifest = { ...previous, state: 'sending', updatedAt: now, sender: senderInfo(now) };
+  // A new estimate replaces the old sender's; without one, the old one stands.
+  const estimate = options.expectedRawBytes === undefined ? {} : { expectedRawBytes: options.expectedRawBytes };
+  const manifest: Manifest = { ...previous, ...estimate, state: 'sending', updatedAt: now, sender: senderInfo(now) };
   const etag = await withRetry(() => compareAndSwapManifest(store, manifest, target.etag), {
     policy: options.retry,
     signal: options.signal,

@@ -1,6 +1,6 @@
 import type { Manifest, ReceiverCursor } from '@bucketpipe/core';
 import { describe, expect, it } from 'vitest';
-import { formatDuration, LiveRates, renderInspect, WATCH_WINDOW_MS, watchFinished } from './inspect.js';
+import { LiveRates, renderInspect, WATCH_WINDOW_MS, watchFinished } from './inspect.js';
 
 const STREAM = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b';
 const T0 = Date.parse('2026-11-25T10:00:00.000Z');
@@ -102,13 +102,24 @@ describe('inspect --watch rendering', () => {
     expect(watchFinished(at(3, { state: 'aborted' }), [cursor('r', MB)])).toBe(true);
   });
 
-  it('writes durations the short way', () => {
-    expect([formatDuration(0), formatDuration(44.6), formatDuration(725), formatDuration(11_220)]).toEqual([
-      '0s',
-      '45s',
-      '12m05s',
-      '3h07m',
-    ]);
+  it("gives percent and an ETA by the sender's estimate while sending, and says when the stream outgrew it", () => {
+    const rates = new LiveRates();
+    const estimate = { expectedRawBytes: 100 * MB };
+    rates.record(T0, at(10, estimate), [cursor('r', 5 * MB)]);
+    const m = at(30, estimate); // the sender went from 10 MB to 30 MB in 2 s: 10 MB/s
+    const receivers = [cursor('r', 9 * MB)]; // 2 MB/s
+    rates.record(T0 + 2000, m, receivers);
+    const text = renderInspect('s3://b/p', m, receivers, T0 + 2000, rates);
+    expect(text).toMatch(/^expected\s+~95\.4 MiB \(the sender's estimate; 30% stored so far\)$/m);
+    // 70 MB left at 10 MB/s; the receiver: 91 MB left at 2 MB/s.
+    expect(text).toMatch(/sender rate\s+10\.0 MB\/s raw; 30% of ~95\.4 MiB, ETA ~7s \(by the sender's estimate\)/);
+    expect(text).toMatch(/2\.0 MB\/s · lag 21 chunks \(20\.0 MiB\) · 9% of ~95\.4 MiB, ETA ~46s \(by the sender's estimate\)/);
+
+    const beyond = at(120, estimate);
+    rates.record(T0 + 4000, beyond, receivers);
+    const later = renderInspect('s3://b/p', beyond, receivers, T0 + 4000, rates);
+    expect(later).toMatch(/^expected\s+~95\.4 MiB \(the sender's estimate; more than that is stored already\)$/m);
+    expect(later).toMatch(/sender rate\s+[\d.]+ MB\/s raw; 99% of ~95\.4 MiB: beyond the sender's estimate, ETA unknown/);
   });
 
   it('leaves the plain inspect as it was', () => {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  expectedStreamBytes,
   formatBytes,
   formatRate,
   InterruptedError,
@@ -13,6 +14,8 @@ import {
   withRetry,
 } from '@bucketpipe/core';
 import { durationOption, exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import { completion } from '../progress/completion.js';
+import { formatDuration } from '../progress/progress-text.js';
 import { describeRatio } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -32,8 +35,9 @@ options:
   --watch       refresh until the stream is complete and every receiver of it is done (or the
                 stream is aborted; Ctrl-C ends it too, exit 130), adding the sender's rate and each
                 receiver's rate, lag and ETA, measured between refreshes (raw bytes over the last
-                ${WATCH_WINDOW_MS / 1000}s). ETA needs the total, so it is known only once the stream is complete.
-                Redraws in place on a terminal, else prints one block per refresh
+                ${WATCH_WINDOW_MS / 1000}s). ETA needs the total: exact once the stream is complete, and
+                before that the sender's estimate when it published one (send --size, or zfs send
+                -nP), marked with ~. Redraws in place on a terminal, else prints one block per refresh
   --interval D  time between refreshes with --watch (default 2s)
   -h, --help
 
@@ -97,6 +101,7 @@ export function renderInspect(where: string, m: Manifest, receivers: ReceiverCur
         : 'none',
     ],
   ];
+  if (m.state !== 'complete' && m.expectedRawBytes !== undefined) rows.push(['expected', describeEstimate(m, m.expectedRawBytes)]);
   if (m.final) {
     const over = m.encryption ? "HMAC-SHA256 over the chunks' raw HMACs" : "SHA-256 over the chunks' raw SHA-256s";
     rows.push(['digest', `${m.final.digest} (${over})`]);
@@ -159,12 +164,33 @@ export class LiveRates {
   }
 }
 
+/** "~2.90 GiB (the sender's estimate; 42% stored so far)". */
+function describeEstimate(m: Manifest, estimate: number): string {
+  if (estimate === 0) return 'unknown (the sender published an estimate of 0)';
+  const stored = completion(m.rawBytes, { bytes: estimate, exact: false }, null);
+  const share = stored.beyondEstimate ? 'more than that is stored already' : `${stored.percent}% stored so far`;
+  return `~${formatBytes(estimate)} (the sender's estimate; ${share})`;
+}
+
 function senderRate(m: Manifest, rates: LiveRates): string {
   if (m.state === 'complete') return 'done';
   if (m.state === 'aborted') return 'stopped (aborted)';
   const rate = rates.sender();
   if (rate === null) return 'measuring…';
-  return `${formatRate(rate, 1)} raw; ETA unknown (the total is known only when the source ends)`;
+  const expected = expectedStreamBytes(m);
+  if (expected === null) return `${formatRate(rate, 1)} raw; ETA unknown (the total is known only when the source ends)`;
+  return `${formatRate(rate, 1)} raw; ${describeEta(m.rawBytes, { bytes: expected, exact: false }, rate)}`;
+}
+
+/** "42% of ~2.90 GiB, ETA ~5m12s" against an estimate, "ETA 25s" against the exact total. */
+function describeEta(done: number, expected: { bytes: number; exact: boolean }, rate: number): string {
+  const c = completion(done, expected, rate);
+  if (expected.exact) return c.etaSeconds === null ? 'ETA unknown (not moving)' : `ETA ${formatDuration(c.etaSeconds)}`;
+  const of = `${c.percent}% of ~${formatBytes(expected.bytes)}`;
+  if (c.beyondEstimate) return `${of}: beyond the sender's estimate, ETA unknown`;
+  return c.etaSeconds === null
+    ? `${of}, ETA unknown (not moving)`
+    : `${of}, ETA ~${formatDuration(c.etaSeconds)} (by the sender's estimate)`;
 }
 
 function receiverRate(m: Manifest, r: ReceiverCursor, rates: LiveRates): string {
@@ -174,20 +200,13 @@ function receiverRate(m: Manifest, r: ReceiverCursor, rates: LiveRates): string 
   if (r.state === 'done') return `${lag}; done`;
   const rate = rates.receiver(r.receiverId);
   const speed = rate === null ? 'rate measuring…' : `${formatRate(rate, 1)}`;
+  const expected = expectedStreamBytes(m);
   let eta: string;
   if (r.state === 'failed') eta = 'ETA none (failed)';
-  else if (m.state !== 'complete' || !m.final) eta = 'ETA unknown (the stream is still being sent)';
+  else if (expected === null) eta = 'ETA unknown (the stream is still being sent)';
   else if (rate === null || rate <= 0) eta = 'ETA unknown (not moving)';
-  else eta = `ETA ${formatDuration((m.final.rawBytes - r.rawBytes) / rate)}`;
+  else eta = describeEta(r.rawBytes, { bytes: expected, exact: m.state === 'complete' }, rate);
   return `${speed} · ${lag} · ${eta}`;
-}
-
-/** "45s", "12m05s", "3h07m". */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /** The watch ends when nothing will change any more: complete and every receiver of the stream done, or aborted. */

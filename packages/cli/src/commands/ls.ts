@@ -9,6 +9,7 @@ import {
   senderStatus,
 } from '@bucketpipe/core';
 import { exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import type { Log } from '../log/index.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
@@ -48,7 +49,7 @@ export interface StreamRow {
   error?: { code: string; message: string };
 }
 
-export async function runLs(argv: string[]): Promise<number> {
+export async function runLs(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'ls');
   const url = exactlyOnePositional(parsed, 'ls', '<url>');
   const store = await openStreamStore(url, storeOpenOptions(parsed.values));
@@ -61,7 +62,7 @@ export async function runLs(argv: string[]): Promise<number> {
     } else {
       process.stdout.write(renderLs(store.description, rows));
     }
-    new ProgressReporter().summary({ command: 'ls', location: store.description, streams: rows.length, requests: store.counts });
+    new ProgressReporter(log).summary({ command: 'ls', location: store.description, streams: rows.length, requests: store.counts });
     return 0;
   } finally {
     await store.close();

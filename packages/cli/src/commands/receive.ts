@@ -20,6 +20,7 @@ import {
   stringOption,
 } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
+import type { Log } from '../log/index.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -97,7 +98,7 @@ const spec: OptionSpec = {
   ...encryptionOptionSpec,
 };
 
-export async function runReceive(argv: string[]): Promise<number> {
+export async function runReceive(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'receive');
   const url = exactlyOnePositional(parsed, 'receive');
   const { values } = parsed;
@@ -120,12 +121,12 @@ export async function runReceive(argv: string[]): Promise<number> {
   if (outputPath === '') throw new UsageError('--output needs a file name');
   const encryption = await encryptionKeyOption(values);
 
-  const metrics = await startMetrics('receive', values);
+  const metrics = await startMetrics('receive', values, log);
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const output: OutputSink | null = parsed.command.length > 0 ? null : outputPath !== undefined ? await fileSink(outputPath) : stdoutSink();
   const sink: Sink = output ?? (await commandSink(parsed.command));
-  const progress = new ProgressReporter({ quiet: values.quiet === true });
-  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
+  const progress = new ProgressReporter(log, { quiet: values.quiet === true });
+  if (encryption.warning) progress.warning(encryption.warning);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   const receiveStore = rateLimited(metrics.store(store), rate);
@@ -140,6 +141,7 @@ export async function runReceive(argv: string[]): Promise<number> {
             if (!existing) return null;
             progress.message(
               `${existing.description} holds ${formatBytes(existing.length)} already: verifying it against stream ${manifest.streamId} before receiving the rest`,
+              'resume',
             );
             const verifyStarted = performance.now();
             const prefix = await checkReceivedPrefix({
@@ -150,15 +152,18 @@ export async function runReceive(argv: string[]): Promise<number> {
               concurrency,
               signal,
               onProgress: (v) =>
-                progress.update(
-                  (seconds) =>
-                    `receive verifying chunk ${v.chunks} of ${v.of} of ${existing.description} · ${formatBytes(v.rawBytes)} · ${formatRate(v.rawBytes, seconds)}`,
-                ),
+                progress.update({
+                  bytes: v.rawBytes,
+                  unit: 'verified',
+                  fields: { phase: 'verifying', chunksVerified: v.chunks, chunksToVerify: v.of, rawBytesVerified: v.rawBytes },
+                  line: (head) => `receive verifying chunk ${v.chunks} of ${v.of} of ${existing.description} · ${head}`,
+                }),
             });
             const verifySeconds = (performance.now() - verifyStarted) / 1000;
             await output.truncate(prefix.rawBytes);
             progress.message(
               `${existing.description} holds the first ${prefix.chunks} chunks (${formatBytes(prefix.rawBytes)}) of the stream, verified at ${formatRate(prefix.rawBytes, verifySeconds)}${prefix.discardBytes > 0 ? `; cut off the ${prefix.discardBytes} bytes after them (a chunk not completely written)` : ''}; receiving from chunk ${prefix.chunks} on`,
+              'resume',
             );
             resumed = {
               resumedFrom: prefix.chunks,
@@ -183,13 +188,23 @@ export async function runReceive(argv: string[]): Promise<number> {
         metrics.waiting(what);
         progress.waiting(what);
       },
-      onWarning: (message) => progress.message(`warning: ${message}`),
+      onWarning: (message) => progress.warning(message),
       onProgress: (p) => {
         metrics.receive(p);
-        progress.update(
-          (seconds) =>
-            `receive ${formatBytes(p.rawBytesWritten)} written · ${formatRate(p.rawBytesWritten - p.rawBytesResumed, seconds)} · chunk ${p.chunksWritten}/${p.watermark}${p.state === 'sending' ? '+' : ''} · ${p.downloadsInFlight} downloading`,
-        );
+        progress.update({
+          bytes: p.rawBytesWritten,
+          unit: 'written',
+          expected: p.expectedRawBytes === null ? null : { bytes: p.expectedRawBytes, exact: p.state === 'complete' },
+          fields: {
+            phase: 'receiving',
+            rawBytes: p.rawBytesWritten,
+            chunksWritten: p.chunksWritten,
+            watermark: p.watermark,
+            state: p.state,
+          },
+          line: (head) =>
+            `receive ${head} · chunk ${p.chunksWritten}/${p.watermark}${p.state === 'sending' ? '+' : ''} · ${p.downloadsInFlight} downloading`,
+        });
       },
     });
     progress.summary({

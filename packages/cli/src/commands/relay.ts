@@ -1,5 +1,6 @@
-import { defaultMissingChunkPolicy, formatBytes, formatRate, relay, UsageError } from '@bucketpipe/core';
+import { defaultMissingChunkPolicy, relay, UsageError } from '@bucketpipe/core';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
+import type { Log } from '../log/index.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -45,7 +46,7 @@ const spec: OptionSpec = {
   ...metricsOptionSpec,
 };
 
-export async function runRelay(argv: string[]): Promise<number> {
+export async function runRelay(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'relay');
   if (parsed.positionals.length !== 2 || parsed.command.length > 0) {
     throw new UsageError('bucketpipe relay takes two stream URLs, <from-url> <to-url>, and no command (see: bucketpipe relay --help)');
@@ -58,7 +59,7 @@ export async function runRelay(argv: string[]): Promise<number> {
   const missingChunkTimeoutMs = durationOption(values, 'missing-chunk-timeout', defaultMissingChunkPolicy.timeoutMs);
   const storeOptions = storeOpenOptions(values, { concurrency: String(concurrency) });
 
-  const metrics = await startMetrics('relay', values);
+  const metrics = await startMetrics('relay', values, log);
   const source = await openStreamStore(fromUrl, storeOptions);
   try {
     const destination = await openStreamStore(toUrl, storeOptions);
@@ -66,7 +67,7 @@ export async function runRelay(argv: string[]): Promise<number> {
       if (source.description === destination.description) {
         throw new UsageError(`relay source and destination are the same stream (${source.description}): give two different URLs`);
       }
-      const progress = new ProgressReporter({ quiet: values.quiet === true });
+      const progress = new ProgressReporter(log, { quiet: values.quiet === true });
       const interrupt = interruptSignal();
       try {
         const summary = await relay({
@@ -82,10 +83,19 @@ export async function runRelay(argv: string[]): Promise<number> {
           },
           onProgress: (p) => {
             metrics.relay(p);
-            progress.update(
-              (seconds) =>
-                `relay ${formatBytes(p.storedBytesCopied)} copied · ${formatRate(p.storedBytesCopied, seconds)} · published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
-            );
+            progress.update({
+              bytes: p.storedBytesCopied,
+              unit: 'copied',
+              fields: {
+                storedBytesCopied: p.storedBytesCopied,
+                chunksCopied: p.chunksCopied,
+                publishedWatermark: p.publishedWatermark,
+                sourceWatermark: p.sourceWatermark,
+                state: p.state,
+              },
+              line: (head) =>
+                `relay ${head} · published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
+            });
           },
         });
         progress.summary({

@@ -1,5 +1,6 @@
 import { formatBytes, removeStream } from '@bucketpipe/core';
 import { exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import type { Log } from '../log/index.js';
 import { ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -30,27 +31,34 @@ const spec: OptionSpec = {
   ...storeOptionSpec,
 };
 
-export async function runRm(argv: string[]): Promise<number> {
+export async function runRm(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'rm');
   const url = exactlyOnePositional(parsed, 'rm');
   const { values } = parsed;
   const dryRun = values['dry-run'] === true;
   const store = await openStreamStore(url, storeOpenOptions(values));
-  const progress = new ProgressReporter({ quiet: values.quiet === true });
+  const progress = new ProgressReporter(log, { quiet: values.quiet === true });
   const interrupt = interruptSignal();
   try {
     const summary = await removeStream(store, {
       force: values.force === true,
       dryRun,
       signal: interrupt.signal,
-      onProgress: (deleted) => progress.update(() => `rm ${deleted.objects} objects, ${formatBytes(deleted.bytes)} deleted`),
+      onProgress: (deleted) =>
+        progress.update({
+          bytes: deleted.bytes,
+          unit: 'deleted',
+          fields: { objects: deleted.objects, bytes: deleted.bytes },
+          line: (head) => `rm ${deleted.objects} objects, ${head}`,
+        }),
     });
-    for (const reason of summary.overridden) progress.message(`--force: ${reason}`);
+    for (const reason of summary.overridden) progress.message(`--force: ${reason}`, 'forced');
     const { chunks, receivers, total } = summary;
     progress.message(
       `${dryRun ? 'would delete' : 'deleted'} ${store.description}: ${chunks.objects} chunk${chunks.objects === 1 ? '' : 's'}, ` +
         `${receivers.objects} receiver cursor${receivers.objects === 1 ? '' : 's'}, ${summary.manifest.objects === 1 ? 'the manifest' : 'no manifest'} — ` +
         `${total.objects} objects, ${formatBytes(total.bytes)}`,
+      dryRun ? 'would-delete' : 'deleted',
     );
     progress.summary({
       command: 'rm',

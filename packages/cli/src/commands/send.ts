@@ -7,7 +7,6 @@ import {
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
   formatBytes,
-  formatRate,
   MAX_CHUNK_SIZE,
   MAX_LEVEL,
   MIN_CHUNK_SIZE,
@@ -27,11 +26,13 @@ import {
   sizeOption,
 } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
+import type { Log } from '../log/index.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { type ByteSource, commandSource, stdinSource } from '../source.js';
+import { estimateSourceSize } from '../source-size.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
@@ -74,6 +75,10 @@ options:
   --no-fsync            (directory store) do not fsync chunks; faster, unsafe on power loss
 ${encryptionOptionHelp}.
                         A --takeover must use the stream's key
+  --size SIZE           about how long the stream is (1.2TiB), for percent and ETA here and, through
+                        the manifest (expectedRawBytes), at receivers and inspect --watch; an
+                        estimate, not a limit. Without it, a "zfs send …" source is first asked
+                        with "zfs send -nP …" (same arguments; at most 30s); other sources: unknown
 ${metricsOptionsHelp}
   -q, --quiet           no progress line
   -h, --help
@@ -99,6 +104,7 @@ const spec: OptionSpec = {
   'max-lag': { type: 'string' },
   'max-lag-wait': { type: 'string' },
   'no-fsync': { type: 'boolean' },
+  size: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   ...rateOptionSpec,
   ...storeOptionSpec,
@@ -106,7 +112,7 @@ const spec: OptionSpec = {
   ...encryptionOptionSpec,
 };
 
-export async function runSend(argv: string[]): Promise<number> {
+export async function runSend(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'send');
   const url = exactlyOnePositional(parsed, 'send');
   const { values } = parsed;
@@ -129,15 +135,18 @@ export async function runSend(argv: string[]): Promise<number> {
   const staleAfterMs = durationOption(values, 'stale-after', DEFAULT_STALE_AFTER_MS);
   const maxLag = maxLagOption(values, chunkSize);
   const encryption = await encryptionKeyOption(values);
+  const size = values.size === undefined ? undefined : sizeOption(values, 'size', 0);
 
-  const metrics = await startMetrics('send', values);
+  const metrics = await startMetrics('send', values, log);
   const store = await openStreamStore(
     url,
     storeOpenOptions(values, { fsync: values['no-fsync'] !== true, concurrency: String(concurrency) }),
   );
+  const expectedRawBytes = size ?? (await estimateSourceSize(parsed.command, log));
+  const expected = expectedRawBytes === undefined ? null : { bytes: expectedRawBytes, exact: false };
   const source: ByteSource = parsed.command.length > 0 ? await commandSource(parsed.command) : stdinSource();
-  const progress = new ProgressReporter({ quiet: values.quiet === true });
-  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
+  const progress = new ProgressReporter(log, { quiet: values.quiet === true });
+  if (encryption.warning) progress.warning(encryption.warning);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   let phase = 'sending';
@@ -153,6 +162,7 @@ export async function runSend(argv: string[]): Promise<number> {
       manifestIntervalMs,
       takeover,
       staleAfterMs,
+      expectedRawBytes,
       lag: maxLag === undefined ? undefined : lagLimit(maxLag, values, progress),
       encryptionKey: encryption.key,
       codec,
@@ -164,16 +174,31 @@ export async function runSend(argv: string[]): Promise<number> {
           if (p.phase === 'verifying') {
             progress.message(
               `resuming stream ${p.streamId}: reading the source from its start and verifying it against the ${p.resumedFrom} chunks already stored`,
+              'resume',
             );
           } else if (p.resumedFrom > 0) {
-            progress.message(`the source matches the ${p.resumedFrom} chunks already stored; sending from chunk ${p.resumedFrom} on`);
+            progress.message(
+              `the source matches the ${p.resumedFrom} chunks already stored; sending from chunk ${p.resumedFrom} on`,
+              'resume',
+            );
           }
         }
-        progress.update((seconds) =>
-          p.phase === 'verifying'
-            ? `send verifying chunk ${p.chunksRead} of ${p.resumedFrom} against the stored stream · ${formatBytes(p.rawBytesRead)} read · ${formatRate(p.rawBytesRead, seconds)}`
-            : `send ${formatBytes(p.rawBytesRead)} read · ${formatRate(p.rawBytesRead, seconds)} · ${p.watermark} chunks stored · ${describeRatio(p.rawBytesStored, p.storedBytes).split(':')[0]} · ${p.uploadsInFlight} uploading`,
-        );
+        progress.update({
+          bytes: p.rawBytesRead,
+          unit: 'read',
+          expected,
+          fields: {
+            phase: p.phase,
+            rawBytes: p.rawBytesRead,
+            storedBytes: p.storedBytes,
+            chunksStored: p.watermark,
+            uploads: p.uploadsInFlight,
+          },
+          line: (head) =>
+            p.phase === 'verifying'
+              ? `send verifying chunk ${p.chunksRead} of ${p.resumedFrom} against the stored stream · ${head}`
+              : `send ${head} · ${p.watermark} chunks stored · ${describeRatio(p.rawBytesStored, p.storedBytes).split(':')[0]} · ${p.uploadsInFlight} uploading`,
+        });
       },
     });
     const resumed = summary.tookOver
@@ -238,17 +263,17 @@ function lagLimit(maxLag: number, values: ParsedCommandLine['values'], progress:
   return {
     maxLag,
     firstReceiverWaitMs: values['max-lag-wait'] === '0' ? 0 : durationOption(values, 'max-lag-wait', 10_000),
-    onWarning: (message) => progress.message(`warning: ${message}`),
+    onWarning: (message) => progress.warning(message),
     onWait: (wait) => {
       if (wait === null) return;
       const what =
         wait.receiverId === null
           ? `a first receiver to register (--max-lag ${maxLag}: holding chunk ${wait.next})`
           : `receiver ${wait.receiverId}: chunk ${wait.position}, ${wait.behind} behind (--max-lag ${maxLag})`;
-      progress.update(() => `send waiting for ${what}`);
+      progress.note(`send waiting for ${what}`);
       if (said?.receiverId !== wait.receiverId || Date.now() - said.at >= 30_000) {
         said = { receiverId: wait.receiverId, at: Date.now() };
-        progress.message(`waiting for ${what}`);
+        progress.message(`waiting for ${what}`, 'waiting', { waitingFor: what, receiverId: wait.receiverId, behind: wait.behind, maxLag });
       }
     },
   };

@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { CodecPool, formatBytes, formatRate, type VerifyReport, verifyExitCode, verifyStream } from '@bucketpipe/core';
+import { CodecPool, formatBytes, type VerifyReport, verifyExitCode, verifyStream } from '@bucketpipe/core';
 import { exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
+import type { Log } from '../log/index.js';
 import { ProgressReporter } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
@@ -47,7 +48,7 @@ const spec: OptionSpec = {
   ...encryptionOptionSpec,
 };
 
-export async function runVerify(argv: string[]): Promise<number> {
+export async function runVerify(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'verify');
   const url = exactlyOnePositional(parsed, 'verify');
   const { values } = parsed;
@@ -56,8 +57,8 @@ export async function runVerify(argv: string[]): Promise<number> {
   const encryption = await encryptionKeyOption(values);
 
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
-  const progress = new ProgressReporter({ quiet: values.quiet === true });
-  if (encryption.warning) progress.message(`warning: ${encryption.warning}`);
+  const progress = new ProgressReporter(log, { quiet: values.quiet === true });
+  if (encryption.warning) progress.warning(encryption.warning);
   const interrupt = interruptSignal();
   const codec = new CodecPool(threads);
   try {
@@ -68,10 +69,12 @@ export async function runVerify(argv: string[]): Promise<number> {
       codec,
       signal: interrupt.signal,
       onProgress: (p) =>
-        progress.update(
-          (seconds) =>
-            `verify chunk ${p.chunksChecked}/${p.chunksExpected} · ${formatBytes(p.storedBytes)} read · ${formatRate(p.storedBytes, seconds)}${p.problems > 0 ? ` · ${p.problems} bad` : ''}`,
-        ),
+        progress.update({
+          bytes: p.storedBytes,
+          unit: 'read',
+          fields: { chunksChecked: p.chunksChecked, chunksExpected: p.chunksExpected, storedBytes: p.storedBytes, problems: p.problems },
+          line: (head) => `verify chunk ${p.chunksChecked}/${p.chunksExpected} · ${head}${p.problems > 0 ? ` · ${p.problems} bad` : ''}`,
+        }),
     });
     process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : renderVerify(report, Date.now()));
     progress.summary({

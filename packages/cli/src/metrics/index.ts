@@ -1,6 +1,7 @@
 import type { ObjectStore, ReceiveProgress, RelayProgress, SendProgress, Sink } from '@bucketpipe/core';
 import { UsageError } from '@bucketpipe/core';
 import { durationOption, type OptionSpec, type ParsedCommandLine, stringOption } from '../args.js';
+import type { Log } from '../log/index.js';
 import type { MeteredCommand } from './registry.js';
 import { parseMetricsAddress, startMetricsServer } from './server.js';
 
@@ -43,7 +44,7 @@ const disabled: CommandMetrics = {
 };
 
 /** Starts the metrics server when --metrics-addr is given and says where it listens (on stderr). */
-export async function startMetrics(command: MeteredCommand, values: ParsedCommandLine['values']): Promise<CommandMetrics> {
+export async function startMetrics(command: MeteredCommand, values: ParsedCommandLine['values'], log: Log): Promise<CommandMetrics> {
   const addr = stringOption(values, 'metrics-addr');
   if (addr === undefined) {
     if (values['stall-after'] !== undefined) throw new UsageError('--stall-after applies only with --metrics-addr');
@@ -55,6 +56,9 @@ export async function startMetrics(command: MeteredCommand, values: ParsedComman
   const metrics = new EnabledMetrics(command, stallAfterMs);
   const server = await startMetricsServer(address, metrics.registry, metrics.health);
   metrics.server = server;
-  process.stderr.write(`bucketpipe: metrics on ${server.url}/metrics, health on ${server.url}/healthz\n`);
+  log.info('metrics', `metrics on ${server.url}/metrics, health on ${server.url}/healthz`, {
+    metricsUrl: `${server.url}/metrics`,
+    healthUrl: `${server.url}/healthz`,
+  });
   return metrics;
 }
