@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
@@ -177,6 +178,41 @@ describe('UndiciHttpHandler', () => {
     setTimeout(() => controller.abort(reason), 50);
     const late = await h.handle(request(port), { abortSignal: controller.signal }).catch((e: unknown) => e);
     expect(late).toMatchObject({ name: 'AbortError', cause: reason });
+  });
+
+  it('an abort while the body is on its way fails the body with an AbortError carrying the reason', async () => {
+    const { port } = await serve((_req, _body, res) => {
+      res.setHeader('content-length', 100);
+      res.write('x'.repeat(10));
+    });
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    // A short socketTimeoutMs: a handler deaf to the abort fails with UND_ERR_BODY_TIMEOUT instead of hanging.
+    const { response } = await handler({ socketTimeoutMs: 2_000 }).handle(request(port), { abortSignal: controller.signal });
+    const reading = text(response.body as Readable).catch((e: unknown) => e);
+    setTimeout(() => controller.abort(reason), 20);
+    expect(await reading).toMatchObject({ name: 'AbortError', cause: reason });
+  });
+
+  it('listens to the caller’s signal until the body closes, and not after (no listeners pile up on a shared signal)', async () => {
+    const { port } = await serve((_req, _body, res) => res.end('answer'));
+    const h = handler();
+    const controller = new AbortController();
+    const { response } = await h.handle(request(port), { abortSignal: controller.signal });
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    await text(response.body as Readable);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+    for (let i = 0; i < 20; i++) {
+      const { response } = await h.handle(request(port), { abortSignal: controller.signal });
+      await text(response.body as Readable);
+    }
+    // A request that fails before its headers lets go of the signal at once.
+    const cut = await serve((_req, _body, res) => res.socket?.destroy());
+    const failed = await h.handle(request(cut.port), { abortSignal: controller.signal }).catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: 'UND_ERR_SOCKET' });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
   });
 
   it('requestTimeout limits the wait for the answer, as NodeHttpHandler’s does', async () => {
