@@ -183,13 +183,16 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
             );
           }
         }
+        // While sending, progress is what is stored: the source may be read up to --buffer ahead of it.
+        const verifying = p.phase === 'verifying';
         progress.update({
-          bytes: p.rawBytesRead,
-          unit: 'read',
+          bytes: verifying ? p.rawBytesRead : p.rawBytesStored,
+          unit: verifying ? 'verified' : 'stored',
           expected,
           fields: {
             phase: p.phase,
-            rawBytes: p.rawBytesRead,
+            rawBytes: verifying ? p.rawBytesRead : p.rawBytesStored,
+            rawBytesRead: p.rawBytesRead,
             storedBytes: p.storedBytes,
             chunksStored: p.watermark,
             uploads: p.uploadsInFlight,

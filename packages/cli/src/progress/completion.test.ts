@@ -20,8 +20,9 @@ describe('completion', () => {
     expect(completion(0, { bytes: 0, exact: true }, null)).toEqual({ percent: 100, etaSeconds: 0, beyondEstimate: false });
   });
 
-  it('an estimate reached or overshot stays at 99% with no ETA: only the end of the stream is 100%', () => {
-    expect(completion(100, { bytes: 100, exact: false }, 5)).toEqual({ percent: 99, etaSeconds: null, beyondEstimate: true });
+  it('an estimate reached stays at 99%, overshot also loses its ETA: only the end of the stream is 100%', () => {
+    expect(completion(100, { bytes: 100, exact: false }, 5)).toEqual({ percent: 99, etaSeconds: 0, beyondEstimate: false });
+    expect(completion(101, { bytes: 100, exact: false }, 5)).toEqual({ percent: 99, etaSeconds: null, beyondEstimate: true });
     expect(completion(250 * MB, { bytes: 100 * MB, exact: false }, 5)).toEqual({ percent: 99, etaSeconds: null, beyondEstimate: true });
   });
 });

@@ -16,11 +16,10 @@ export interface Completion {
 
 export function completion(done: number, expected: ExpectedTotal, bytesPerSecond: number | null): Completion {
   const remaining = expected.bytes - done;
-  if (remaining <= 0) {
-    return expected.exact
-      ? { percent: 100, etaSeconds: 0, beyondEstimate: false }
-      : { percent: 99, etaSeconds: null, beyondEstimate: true };
-  }
+  if (remaining <= 0 && expected.exact) return { percent: 100, etaSeconds: 0, beyondEstimate: false };
+  // Reaching an estimate is not the end: only more than it is news.
+  if (remaining === 0) return { percent: 99, etaSeconds: 0, beyondEstimate: false };
+  if (remaining < 0) return { percent: 99, etaSeconds: null, beyondEstimate: true };
   return {
     percent: Math.min(99, Math.floor((done / expected.bytes) * 100)),
     etaSeconds: bytesPerSecond !== null && bytesPerSecond > 0 ? remaining / bytesPerSecond : null,
