@@ -7,7 +7,7 @@
 // node:*, so this script transpiles it in memory with the repository's TypeScript (type stripping
 // only, no build step, no copy to keep in sync) and imports the result.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -25,13 +25,15 @@ const { values } = parseArgs({
     size: { type: 'string' },
     'chunk-size': { type: 'string', default: '8MiB' },
     'fault-rate': { type: 'string', default: '0.03' },
+    encrypt: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   process.stdout.write(
     'usage: npm run soak -- [--runs N (3)] [--seed S (1)] [--size SIZE (1GiB; default corpus bench/.corpus/pgdata.tar when present)]\n' +
-      '                       [--chunk-size SIZE (8MiB)] [--fault-rate P (0.03: probability of each fault kind per request)]\n',
+      '                       [--chunk-size SIZE (8MiB)] [--fault-rate P (0.03: probability of each fault kind per request)]\n' +
+      '                       [--encrypt (both sides with --encryption-key-file, a fresh key)]\n',
   );
   process.exit(0);
 }
@@ -163,6 +165,13 @@ const lastLine = (stderr) => {
   return last ? `${last.msg}${last.code ? ` [${last.code}]` : ''}` : (stderr.trim().split('\n').at(-1) ?? '');
 };
 
+/** A fresh random key, readable by its owner only (--encrypt). */
+function writeKeyFile() {
+  const path = join(work, 'soak.key');
+  writeFileSync(path, randomBytes(32).toString('hex'), { mode: 0o600 });
+  return path;
+}
+
 async function main() {
   const input = await corpus();
   const inputBytes = statSync(input).size;
@@ -182,7 +191,8 @@ async function main() {
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   proxy = new FaultProxy({ target: s3.endpoint, flavor: 's3', seed });
   await proxy.listen();
-  const viaProxy = ['--s3-endpoint', proxy.endpoint, '--s3-path-style'];
+  const keyOptions = values.encrypt ? ['--encryption-key-file', writeKeyFile()] : [];
+  const viaProxy = ['--s3-endpoint', proxy.endpoint, '--s3-path-style', ...keyOptions];
   const direct = ['--s3-endpoint', s3.endpoint, '--s3-path-style'];
 
   const rows = [];
