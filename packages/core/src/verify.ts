@@ -28,6 +28,8 @@ export interface VerifyProgress {
   chunksChecked: number;
   chunksExpected: number;
   storedBytes: number;
+  /** Stored bytes of the chunks the manifest counts: what storedBytes comes to when all is well. */
+  storedBytesExpected: number;
   problems: number;
 }
 
@@ -110,6 +112,7 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
       chunksChecked: counts.checked,
       chunksExpected: watermark,
       storedBytes: counts.storedBytes,
+      storedBytesExpected: manifest.storedBytes,
       problems: problems.count,
     });
 

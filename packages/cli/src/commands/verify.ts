@@ -72,6 +72,7 @@ export async function runVerify(argv: string[], log: Log): Promise<number> {
         progress.update({
           bytes: p.storedBytes,
           unit: 'read',
+          expected: { bytes: p.storedBytesExpected, exact: true },
           fields: { chunksChecked: p.chunksChecked, chunksExpected: p.chunksExpected, storedBytes: p.storedBytes, problems: p.problems },
           line: (head) => `verify chunk ${p.chunksChecked}/${p.chunksExpected} · ${head}${p.problems > 0 ? ` · ${p.problems} bad` : ''}`,
         }),
