@@ -11,7 +11,7 @@ import type { RetryPolicy } from './retry.js';
 import { send } from './sender.js';
 import { type ObjectStore, StoreError } from './store.js';
 import { streamDigestOf } from './stream-digest.js';
-import { type VerifyOptions, type VerifyReport, verifyExitCode, verifyStream } from './verify.js';
+import { type VerifyOptions, type VerifyProgress, type VerifyReport, verifyExitCode, verifyStream } from './verify.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the code under test checks with instanceof.
@@ -70,15 +70,22 @@ const codes = (report: VerifyReport) => report.problems.map((p) => [p.key, p.cod
 describe('verifyStream', () => {
   it('passes a good stream: every chunk decoded, lengths and digest checked', async () => {
     const store = await storedStream();
-    const progress: number[] = [];
-    const report = await verify(store, { onProgress: (p) => progress.push(p.chunksChecked) });
+    const progress: VerifyProgress[] = [];
+    const report = await verify(store, { onProgress: (p) => progress.push(p) });
     expect(report.problems).toEqual([]);
     expect(report.verdict).toBe('ok');
     expect(verifyExitCode(report.verdict)).toBe(ExitCode.ok);
     expect(report).toMatchObject({ chunksExpected: CHUNKS, chunksChecked: CHUNKS, chunksBad: 0, rawBytes: DATA.length });
     expect(report.storedBytes).toBe((await manifestOf(store)).storedBytes);
     expect(report.digest).toEqual({ expected: streamDigestOf(DATA, CHUNK), actual: streamDigestOf(DATA, CHUNK), matches: true });
-    expect(progress.at(-1)).toBe(CHUNKS);
+    const { storedBytes } = await manifestOf(store);
+    expect(progress.at(-1)).toEqual({
+      chunksChecked: CHUNKS,
+      chunksExpected: CHUNKS,
+      storedBytes,
+      storedBytesExpected: storedBytes,
+      problems: 0,
+    });
   });
 
   it('passes an empty stream', async () => {
