@@ -122,6 +122,28 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     expect(await snapshotTree(targetDir)).toEqual(filesAtS1);
   });
 
+  it('moves a full stream encrypted (--encryption-key-file): files identical with the key; without it, no dataset', async () => {
+    const stream = join(streams.path, 'encrypted');
+    const keyFile = join(streams.path, 'zfs.key');
+    await writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const key = ['--encryption-key-file', keyFile];
+    const sent = await run(['send', stream, ...fastSend, ...key, '--', zfs.zfsPath, 'send', `${source}@s1`]);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(summaryOf(sent.stderr)).toMatchObject({ rawBytes: fullStreamBytes, encrypted: true });
+
+    const keyless = `${b.name}/keyless`;
+    const refused = await run(['receive', stream, ...fastReceive, '--', zfs.zfsPath, 'recv', keyless]);
+    expect(refused.code, refused.stderr).toBe(2);
+    expect(errorLine(refused.stderr)).toMatch(/is encrypted .*\[BP_KEY_MISSING\]$/);
+    await expectNoDataset(keyless);
+
+    const target = `${b.name}/enc`;
+    const received = await run(['receive', stream, ...fastReceive, ...key, '--', zfs.zfsPath, 'recv', target]);
+    expect(received.code, received.stderr).toBe(0);
+    expect(await zfs.list(target)).toEqual([target, `${target}@s1`]);
+    expect(await snapshotTree(await mountpointOf(target))).toEqual(filesAtS1);
+  });
+
   it('moves an incremental stream on top; a target changed since its snapshot makes zfs recv (and so receive) fail unless -F', async () => {
     // Change the source: modify, append, delete, rename, add.
     await writeFile(join(sourceDir, 'random.bin'), randomBytes(MiB), { flag: 'r+' }); // overwrite the first MiB
