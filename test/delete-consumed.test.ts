@@ -1,8 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, MiB, outputFile, run, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bucketpipe, MiB, mixedInputSuite, outputFile, run, sha256File, summaryOf } from './helpers.js';
 
 const CHUNK = 64 * 1024;
 const CHUNKS = (8 * MiB) / CHUNK;
@@ -15,20 +15,11 @@ async function chunkCount(stream: string): Promise<number> {
 }
 
 describe('receive --delete-consumed', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
-
-  beforeAll(async () => {
-    work = await tempDir('delete-consumed');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, 8 * MiB, 11);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('delete-consumed', 8 * MiB, 11);
 
   it('keeps the bucket bounded with send --max-lag, writes the stream byte for byte, and leaves no chunk objects', async () => {
-    const stream = join(work.path, 'stream');
-    const outPath = join(work.path, 'stream.out');
+    const stream = join(suite.dir, 'stream');
+    const outPath = join(suite.dir, 'stream.out');
     const out = await outputFile(outPath);
     const receiver = bucketpipe(
       ['receive', stream, '--delete-consumed', '--receiver-id', 'deleting', '--poll-interval', '200ms', '--rate', '2MB/s'],
@@ -46,7 +37,7 @@ describe('receive --delete-consumed', () => {
       '1MiB',
       '--',
       'cat',
-      input,
+      suite.input,
     ]);
 
     let running = true;
@@ -64,7 +55,7 @@ describe('receive --delete-consumed', () => {
 
     expect(sent.code, sent.stderr).toBe(0);
     expect(got.code, got.stderr).toBe(0);
-    expect(await sha256File(outPath)).toBe(inputSha);
+    expect(await sha256File(outPath)).toBe(suite.sha256);
     expect(summaryOf(got.stderr)).toMatchObject({ chunks: CHUNKS, chunksDeleted: CHUNKS });
 
     const worst = Math.max(...samples);
@@ -86,10 +77,10 @@ describe('receive --delete-consumed', () => {
   });
 
   it('without the option deletes nothing', async () => {
-    const stream = join(work.path, 'kept');
-    const sent = await run(['send', stream, '--chunk-size', '64KiB', '--', 'cat', input]);
+    const stream = join(suite.dir, 'kept');
+    const sent = await run(['send', stream, '--chunk-size', '64KiB', '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
-    const got = await run(['receive', stream, '--output', join(work.path, 'kept.out')]);
+    const got = await run(['receive', stream, '--output', join(suite.dir, 'kept.out')]);
     expect(got.code, got.stderr).toBe(0);
     expect(await chunkCount(stream)).toBe(CHUNKS);
     expect(summaryOf(got.stderr)).not.toHaveProperty('chunksDeleted');

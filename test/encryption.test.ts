@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorLine, type Finished, MiB, outputFile, readJson, run, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { errorLine, type Finished, MiB, mixedInputSuite, outputFile, readJson, run, sha256File, summaryOf } from './helpers.js';
 
 const streamBytes = 12 * MiB + 777; // 13 chunks of 1 MiB, the last one short
 const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '100ms'];
@@ -26,9 +26,7 @@ async function alterChunk(path: string, edit: (object: Buffer) => void): Promise
 }
 
 describe('client-side encryption (--encryption-key-file)', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
+  const suite = mixedInputSuite('encryption', streamBytes, 21);
   let key: Buffer;
   let keyHexFile: string;
   let keyBase64File: string;
@@ -42,28 +40,24 @@ describe('client-side encryption (--encryption-key-file)', () => {
   };
 
   beforeAll(async () => {
-    work = await tempDir('encryption');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, streamBytes, 21);
     key = randomBytes(32);
-    keyHexFile = join(work.path, 'key.hex');
-    keyBase64File = join(work.path, 'key.b64');
-    otherKeyFile = join(work.path, 'other.key');
+    keyHexFile = join(suite.dir, 'key.hex');
+    keyBase64File = join(suite.dir, 'key.b64');
+    otherKeyFile = join(suite.dir, 'other.key');
     await writeFile(keyHexFile, `${key.toString('hex')}\n`, { mode: 0o600 });
     await writeFile(keyBase64File, key.toString('base64'), { mode: 0o600 });
     await writeFile(otherKeyFile, randomBytes(32), { mode: 0o600 });
-    encrypted = join(work.path, 'encrypted');
-    const sent = await cli(['send', encrypted, ...sendArgs, '--encryption-key-file', keyHexFile, '--', 'cat', input]);
+    encrypted = join(suite.dir, 'encrypted');
+    const sent = await cli(['send', encrypted, ...sendArgs, '--encryption-key-file', keyHexFile, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(summaryOf(sent.stderr)).toMatchObject({ chunks: 13, rawBytes: streamBytes, encrypted: true });
   });
-  afterAll(() => work.cleanup());
 
   it('a receiver with the key (in another encoding) gets identical bytes; verify authenticates every chunk', async () => {
-    const out = join(work.path, 'received.bin');
+    const out = join(suite.dir, 'received.bin');
     const received = await cli(['receive', encrypted, '-o', out, '--encryption-key-file', keyBase64File]);
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(out)).toBe(inputSha);
+    expect(await sha256File(out)).toBe(suite.sha256);
     expect(summaryOf(received.stderr)).toMatchObject({ encrypted: true, digest: summaryOf(transcripts[0]?.stderr ?? '').digest });
 
     const verified = await cli(['verify', encrypted, '-q', '--encryption-key-file', keyHexFile]);
@@ -94,7 +88,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
   });
 
   it('without the key, or with another, nothing is written: one error line naming the fix', async () => {
-    const stdoutPath = join(work.path, 'no-key.out');
+    const stdoutPath = join(suite.dir, 'no-key.out');
     const stdout = await outputFile(stdoutPath);
     const noKey = await cli(['receive', encrypted, '-q'], { stdoutFile: stdout.fd });
     await stdout.close();
@@ -104,7 +98,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
     );
     expect((await stat(stdoutPath)).size).toBe(0);
 
-    const wrongOut = join(work.path, 'wrong-key.bin');
+    const wrongOut = join(suite.dir, 'wrong-key.bin');
     const wrong = await cli(['receive', encrypted, '-o', wrongOut, '--encryption-key-file', otherKeyFile]);
     expect(wrong.code, wrong.stderr).toBe(2);
     expect(errorLine(wrong.stderr)).toMatch(
@@ -121,9 +115,9 @@ describe('client-side encryption (--encryption-key-file)', () => {
   });
 
   it('a key is refused for a plain stream, so a stream swapped for a plaintext one cannot pass', async () => {
-    const plain = join(work.path, 'plain');
-    expect((await cli(['send', plain, ...sendArgs, '--', 'cat', input])).code).toBe(0);
-    const out = join(work.path, 'plain.bin');
+    const plain = join(suite.dir, 'plain');
+    expect((await cli(['send', plain, ...sendArgs, '--', 'cat', suite.input])).code).toBe(0);
+    const out = join(suite.dir, 'plain.bin');
     const refused = await cli(['receive', plain, '-o', out, '--encryption-key-file', keyHexFile]);
     expect(refused.code, refused.stderr).toBe(4);
     expect(errorLine(refused.stderr)).toMatch(/stream .*plain is not encrypted, but an encryption key was given.*\[BP_NOT_ENCRYPTED\]$/);
@@ -131,7 +125,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
   });
 
   it('a tampered chunk is refused before any of its bytes reach the sink, and verify names it', async () => {
-    const tampered = join(work.path, 'tampered');
+    const tampered = join(suite.dir, 'tampered');
     await cp(encrypted, tampered, { recursive: true });
     await alterChunk(chunkPath(tampered, 0), (object) => {
       object[object.length - 100] = (object[object.length - 100] as number) ^ 0x01; // a ciphertext byte
@@ -140,7 +134,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
     await alterChunk(chunkPath(tampered, 7), (object) => {
       object[8 + 48] = (object[8 + 48] as number) ^ 0x01;
     });
-    const stdoutPath = join(work.path, 'tampered.out');
+    const stdoutPath = join(suite.dir, 'tampered.out');
     const stdout = await outputFile(stdoutPath);
     const received = await cli(['receive', tampered, '-q', '--encryption-key-file', keyHexFile], { stdoutFile: stdout.fd });
     await stdout.close();
@@ -160,7 +154,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
   });
 
   it('a stream cut short by editing its manifest fails the keyed stream digest', async () => {
-    const cut = join(work.path, 'cut');
+    const cut = join(suite.dir, 'cut');
     await cp(encrypted, cut, { recursive: true });
     // What an attacker can compute without the key: the plain digest over the headers' raw digests.
     const digests = await Promise.all(Array.from({ length: 12 }, async (_, i) => (await readFile(chunkPath(cut, i))).subarray(56, 88)));
@@ -173,7 +167,7 @@ describe('client-side encryption (--encryption-key-file)', () => {
   });
 
   it('send --takeover continues an encrypted stream only with its key', async () => {
-    const stream = join(work.path, 'takeover');
+    const stream = join(suite.dir, 'takeover');
     const failing = await cli([
       'send',
       stream,
@@ -183,41 +177,51 @@ describe('client-side encryption (--encryption-key-file)', () => {
       '--',
       'sh',
       '-c',
-      `head -c 5242880 "${input}"; sleep 1; exit 3`,
+      `head -c 5242880 "${suite.input}"; sleep 1; exit 3`,
     ]);
     expect(failing.code, failing.stderr).toBe(6);
     const before = await readFile(join(stream, 'manifest.json'));
     expect(JSON.parse(before.toString()).state).toBe('aborted');
 
-    const noKey = await cli(['send', stream, ...sendArgs, '--takeover', '--', 'cat', input]);
+    const noKey = await cli(['send', stream, ...sendArgs, '--takeover', '--', 'cat', suite.input]);
     expect(noKey.code, noKey.stderr).toBe(2);
     expect(errorLine(noKey.stderr)).toMatch(/\[BP_KEY_MISSING\]$/);
-    const wrongKey = await cli(['send', stream, ...sendArgs, '--takeover', '--encryption-key-file', otherKeyFile, '--', 'cat', input]);
+    const wrongKey = await cli([
+      'send',
+      stream,
+      ...sendArgs,
+      '--takeover',
+      '--encryption-key-file',
+      otherKeyFile,
+      '--',
+      'cat',
+      suite.input,
+    ]);
     expect(wrongKey.code, wrongKey.stderr).toBe(2);
     expect(errorLine(wrongKey.stderr)).toMatch(/\[BP_KEY_WRONG\]$/);
     expect(await readFile(join(stream, 'manifest.json'))).toEqual(before);
 
-    const resumed = await cli(['send', stream, ...sendArgs, '--takeover', '--encryption-key-file', keyHexFile, '--', 'cat', input]);
+    const resumed = await cli(['send', stream, ...sendArgs, '--takeover', '--encryption-key-file', keyHexFile, '--', 'cat', suite.input]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(summaryOf(resumed.stderr)).toMatchObject({ chunks: 13, resumedFrom: 5, chunksUploaded: 8, encrypted: true });
-    const out = join(work.path, 'takeover.bin');
+    const out = join(suite.dir, 'takeover.bin');
     const received = await cli(['receive', stream, '-o', out, '--encryption-key-file', keyHexFile]);
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(out)).toBe(inputSha);
+    expect(await sha256File(out)).toBe(suite.sha256);
   });
 
   it('a relay copies an encrypted stream without the key; the copy receives with it', async () => {
-    const copy = join(work.path, 'relayed');
+    const copy = join(suite.dir, 'relayed');
     const relayed = await cli(['relay', encrypted, copy]);
     expect(relayed.code, relayed.stderr).toBe(0);
-    const out = join(work.path, 'relayed.bin');
+    const out = join(suite.dir, 'relayed.bin');
     const received = await cli(['receive', copy, '-o', out, '--encryption-key-file', keyHexFile]);
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(out)).toBe(inputSha);
+    expect(await sha256File(out)).toBe(suite.sha256);
   });
 
   it('a key file others can read gets a warning; key material never appears in any output', async () => {
-    const loose = join(work.path, 'loose.key');
+    const loose = join(suite.dir, 'loose.key');
     await writeFile(loose, key.toString('hex'));
     await chmod(loose, 0o644);
     const verified = await cli(['verify', encrypted, '-q', '--encryption-key-file', loose]);

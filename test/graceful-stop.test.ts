@@ -1,18 +1,17 @@
 import { access, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   bucketpipe,
   errorLine,
   fixtures,
   MiB,
+  mixedInputSuite,
   readJson,
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
-  writeMixedStream,
 } from './helpers.js';
 
 const chunkSize = 1 * MiB;
@@ -36,24 +35,15 @@ async function stop(running: ReturnType<typeof bucketpipe>, signal: NodeJS.Signa
 }
 
 describe('graceful stop: SIGTERM to a live sender, SIGINT to a live receiver (--output FILE)', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
-
-  beforeAll(async () => {
-    work = await tempDir('graceful-stop');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, streamBytes, 31);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('graceful-stop', streamBytes, 31);
 
   it('each exits 130 promptly, leaves the manifest / cursor consistent, and the same commands resume to a byte-identical file', async () => {
-    const stream = join(work.path, 'stream');
+    const stream = join(suite.dir, 'stream');
     const manifestPath = join(stream, 'manifest.json');
     const cursorPath = join(stream, 'receivers/stopper.json');
-    const output = join(work.path, 'received.bin');
+    const output = join(suite.dir, 'received.bin');
     const pacedSend = (more: string[]) =>
-      bucketpipe(['send', stream, ...sendArgs, ...more, '--', process.execPath, join(fixtures, 'paced-cat.mjs'), input, rate]);
+      bucketpipe(['send', stream, ...sendArgs, ...more, '--', process.execPath, join(fixtures, 'paced-cat.mjs'), suite.input, rate]);
 
     // 1. A live send followed by a receiver into a file; SIGTERM the sender midway.
     const sender = pacedSend([]);
@@ -122,7 +112,7 @@ describe('graceful stop: SIGTERM to a live sender, SIGINT to a live receiver (--
     expect(cursor.position as number).toBeLessThanOrEqual(Math.floor(held / chunkSize));
     expect(cursor.rawBytes as number).toBeLessThanOrEqual(held);
     expect(held).toBeLessThan(streamBytes);
-    const prefix = (await readFile(input)).subarray(0, held);
+    const prefix = (await readFile(suite.input)).subarray(0, held);
     expect((await readFile(output)).equals(prefix), 'the file holds a prefix of the stream').toBe(true);
 
     // 4. The same receive command once more completes the file, byte-identical.
@@ -141,11 +131,11 @@ describe('graceful stop: SIGTERM to a live sender, SIGINT to a live receiver (--
       resumedFrom: watermark,
       chunksUploaded: chunks - watermark,
       tookOver: { state: 'aborted' },
-      digest: await streamDigestOfFile(input, chunkSize),
+      digest: await streamDigestOfFile(suite.input, chunkSize),
     });
     expect(lastReceived.code, lastReceived.stderr).toBe(0);
     expect(summaryOf(lastReceived.stderr)).toMatchObject({ state: 'complete', resumedFrom: Math.floor(held / chunkSize) });
-    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(inputSha);
+    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(suite.sha256);
     expect(await readJson(cursorPath)).toMatchObject({ state: 'done', position: chunks, rawBytes: streamBytes });
   });
 });

@@ -5,6 +5,7 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 
 // The tests read the CLI's JSON log (stderr is a pipe: the auto format). A developer's own
 // BUCKETPIPE_LOG_FORMAT or BUCKETPIPE_PROGRESS_INTERVAL must not change what they see.
@@ -65,6 +66,43 @@ export async function outputFile(path: string): Promise<{ fd: number; close: () 
 export async function tempDir(label: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), `bucketpipe-${label}-`));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A describe block's working directory and the mixed test stream in it (mixedInputSuite). */
+export interface MixedInputSuite {
+  readonly dir: string;
+  /** `<dir>/input.bin`. */
+  readonly input: string;
+  /** SHA-256 of the input, hex. */
+  readonly sha256: string;
+}
+
+/**
+ * Call in a describe block: before its tests, makes a temporary directory holding `bytes` of the
+ * mixed test stream as input.bin; after them, removes it. Read the fields in hooks and tests.
+ */
+export function mixedInputSuite(label: string, bytes: number, seed = 1): MixedInputSuite {
+  let made: { work: Awaited<ReturnType<typeof tempDir>>; sha256: string } | undefined;
+  beforeAll(async () => {
+    const work = await tempDir(label);
+    made = { work, sha256: await writeMixedStream(join(work.path, 'input.bin'), bytes, seed) };
+  });
+  afterAll(() => made?.work.cleanup());
+  const ready = () => {
+    if (!made) throw new Error('mixedInputSuite: its fields exist only in hooks and tests, after its beforeAll');
+    return made;
+  };
+  return {
+    get dir() {
+      return ready().work.path;
+    },
+    get input() {
+      return join(ready().work.path, 'input.bin');
+    },
+    get sha256() {
+      return ready().sha256;
+    },
+  };
 }
 
 /** Writes `bytes` of the mixed test stream (fixtures/mixed-source.mjs) to `path`; returns its SHA-256. */

@@ -1,8 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, errorLine, logText, MiB, outputFile, run, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bucketpipe, errorLine, logText, MiB, mixedInputSuite, outputFile, run, sha256File, summaryOf } from './helpers.js';
 
 const CHUNK = 64 * 1024;
 const MAX_LAG = 16; // --max-lag 1MiB with 64 KiB chunks
@@ -25,20 +25,11 @@ async function slowestPosition(stream: string): Promise<number> {
 }
 
 describe('send --max-lag', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
-
-  beforeAll(async () => {
-    work = await tempDir('max-lag');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, 8 * MiB, 7);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('max-lag', 8 * MiB, 7);
 
   it('bounds the chunk objects at or beyond the slowest receiver position by --max-lag, sampled while a slow receiver runs', async () => {
-    const stream = join(work.path, 'bounded');
-    const outPath = join(work.path, 'bounded.out');
+    const stream = join(suite.dir, 'bounded');
+    const outPath = join(suite.dir, 'bounded.out');
     const out = await outputFile(outPath);
     // A slow receiver, started first: it registers (publishes its cursor) once the manifest appears.
     const receiver = bucketpipe(['receive', stream, '--receiver-id', 'slow', '--poll-interval', '200ms', '--rate', '2MB/s'], {
@@ -56,7 +47,7 @@ describe('send --max-lag', () => {
       '1MiB',
       '--',
       'cat',
-      input,
+      suite.input,
     ]);
 
     // Sample while both run. The listing comes first and the cursor after it: positions only grow,
@@ -79,7 +70,7 @@ describe('send --max-lag', () => {
 
     expect(sent.code, sent.stderr).toBe(0);
     expect(got.code, got.stderr).toBe(0);
-    expect(await sha256File(outPath)).toBe(inputSha);
+    expect(await sha256File(outPath)).toBe(suite.sha256);
     expect(summaryOf(sent.stderr)).toMatchObject({ chunks: (8 * MiB) / CHUNK });
 
     const worst = Math.max(...samples.map((s) => s.beyond));
@@ -92,9 +83,9 @@ describe('send --max-lag', () => {
   });
 
   it('without a receiver, holds for --max-lag-wait, then sends on with a warning', async () => {
-    const stream = join(work.path, 'alone');
+    const stream = join(suite.dir, 'alone');
     const started = performance.now();
-    const sent = await run(['send', stream, '--chunk-size', '64KiB', '--max-lag', '4', '--max-lag-wait', '1s', '--', 'cat', input]);
+    const sent = await run(['send', stream, '--chunk-size', '64KiB', '--max-lag', '4', '--max-lag-wait', '1s', '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(performance.now() - started).toBeGreaterThan(900);
     expect(sent.stderr).toMatch(/waiting for a first receiver to register \(--max-lag 4: holding chunk 4\)/);
@@ -104,12 +95,12 @@ describe('send --max-lag', () => {
   });
 
   it('refuses a --max-lag below one chunk, or that is not a count or size', async () => {
-    const small = await run(['send', join(work.path, 'x'), '--chunk-size', '64KiB', '--max-lag', '10KiB']);
+    const small = await run(['send', join(suite.dir, 'x'), '--chunk-size', '64KiB', '--max-lag', '10KiB']);
     expect(small.code).toBe(2);
     expect(errorLine(small.stderr)).toMatch(/--max-lag 10KiB: less than one chunk of 64\.0 KiB/);
-    const zero = await run(['send', join(work.path, 'x'), '--max-lag', '0']);
+    const zero = await run(['send', join(suite.dir, 'x'), '--max-lag', '0']);
     expect(zero.code).toBe(2);
-    const wait = await run(['send', join(work.path, 'x'), '--max-lag-wait', '5s']);
+    const wait = await run(['send', join(suite.dir, 'x'), '--max-lag-wait', '5s']);
     expect(errorLine(wait.stderr)).toMatch(/--max-lag-wait applies only with --max-lag/);
   });
 });

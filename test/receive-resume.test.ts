@@ -1,17 +1,17 @@
 import { copyFile, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   bucketpipe,
   errorLine,
   fixtures,
   MiB,
+  mixedInputSuite,
   readJson,
   run,
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
   writeMixedStream,
 } from './helpers.js';
@@ -25,21 +25,15 @@ const receiveArgs = ['--poll-interval', '100ms', '--receiver-id', 'resumer'];
 const sizeOf = async (path: string) => (await stat(path).catch(() => ({ size: 0 }))).size;
 
 describe('a receiver killed with SIGKILL and started again with the same command', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
+  const suite = mixedInputSuite('receive-resume', streamBytes, 21);
   let stream: string;
 
   beforeAll(async () => {
-    work = await tempDir('receive-resume');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, streamBytes, 21);
-    stream = join(work.path, 'stream');
+    stream = join(suite.dir, 'stream');
   });
-  afterAll(() => work.cleanup());
 
   it('--output FILE of a live stream: continues after the chunks the file holds, and the file is the stream byte for byte', async () => {
-    const output = join(work.path, 'received.bin');
+    const output = join(suite.dir, 'received.bin');
     // About 6 MiB/s: four seconds for the whole stream; the receiver follows it live.
     const sender = bucketpipe([
       'send',
@@ -48,7 +42,7 @@ describe('a receiver killed with SIGKILL and started again with the same command
       '--',
       process.execPath,
       join(fixtures, 'paced-cat.mjs'),
-      input,
+      suite.input,
       String(6 * MiB),
     ]);
     const first = bucketpipe(['receive', stream, ...receiveArgs, '--output', output]);
@@ -63,7 +57,7 @@ describe('a receiver killed with SIGKILL and started again with the same command
     const second = await run(['receive', stream, ...receiveArgs, '--output', output]);
     expect(second.code, second.stderr).toBe(0);
     expect((await sender.done).code).toBe(0);
-    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(inputSha);
+    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(suite.sha256);
 
     const kept = Math.floor(left / chunkSize);
     const summary = summaryOf(second.stderr);
@@ -76,7 +70,7 @@ describe('a receiver killed with SIGKILL and started again with the same command
       chunksVerified: kept,
       rawBytesVerified: kept * chunkSize,
       bytesDiscarded: left - kept * chunkSize,
-      digest: await streamDigestOfFile(input, chunkSize),
+      digest: await streamDigestOfFile(suite.input, chunkSize),
     });
     expect(second.stderr).toContain(`holds the first ${kept} chunks`);
     expect(second.stderr).toContain(`receiving from chunk ${kept} on`);
@@ -91,11 +85,11 @@ describe('a receiver killed with SIGKILL and started again with the same command
     expect(third.code, third.stderr).toBe(0);
     expect(summaryOf(third.stderr)).toMatchObject({ resumedFrom: chunks, rawBytesVerified: streamBytes, bytesDiscarded: 0 });
     expect((summaryOf(third.stderr).requests as Record<string, number>).get).toBe(1 + chunks);
-    expect(await sha256File(output)).toBe(inputSha);
+    expect(await sha256File(output)).toBe(suite.sha256);
   });
 
   it('stdout appended to a file (>> FILE) resumes the same way', async () => {
-    const output = join(work.path, 'appended.bin');
+    const output = join(suite.dir, 'appended.bin');
     const startReceive = async (more: string[]) => {
       const file = await open(output, 'a');
       const running = bucketpipe(['receive', stream, ...receiveArgs, ...more], { stdoutFile: file.fd });
@@ -110,12 +104,12 @@ describe('a receiver killed with SIGKILL and started again with the same command
     expect(left).toBeLessThan(streamBytes);
     const second = await (await startReceive([])).done;
     expect(second.code, second.stderr).toBe(0);
-    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(inputSha);
+    expect(await sha256File(output), 'no byte duplicated or dropped').toBe(suite.sha256);
     expect(summaryOf(second.stderr)).toMatchObject({ sink: 'stdout', resumedFrom: Math.floor(left / chunkSize) });
   });
 
   it('a file of another stream, or modified, is refused and left untouched', async () => {
-    const other = join(work.path, 'other.bin');
+    const other = join(suite.dir, 'other.bin');
     await writeMixedStream(other, 3 * MiB + 5, 99);
     const before = await readFile(other);
     const beforeMtime = (await stat(other)).mtimeMs;
@@ -128,11 +122,11 @@ describe('a receiver killed with SIGKILL and started again with the same command
     expect((await stat(other)).mtimeMs).toBe(beforeMtime);
 
     // The start of this stream with one byte changed in chunk 3.
-    const modified = join(work.path, 'modified.bin');
-    await copyFile(input, modified);
+    const modified = join(suite.dir, 'modified.bin');
+    await copyFile(suite.input, modified);
     const handle = await open(modified, 'r+');
     await handle.truncate(10 * MiB);
-    await handle.write(Buffer.from([0x55 ^ (await readFile(input)).readUInt8(3 * MiB + 9)]), 0, 1, 3 * MiB + 9);
+    await handle.write(Buffer.from([0x55 ^ (await readFile(suite.input)).readUInt8(3 * MiB + 9)]), 0, 1, 3 * MiB + 9);
     await handle.close();
     const modifiedSha = await sha256File(modified);
     const refusedAgain = await run(['receive', stream, ...receiveArgs, '--output', modified]);
@@ -144,7 +138,7 @@ describe('a receiver killed with SIGKILL and started again with the same command
   });
 
   it('into a command, restarted: the stream is replayed from chunk 0 out of the store, without the sender', async () => {
-    const output = join(work.path, 'from-command.bin');
+    const output = join(suite.dir, 'from-command.bin');
     const command = ['--', 'sh', '-c', `cat > '${output}'`];
     const first = bucketpipe(['receive', stream, ...receiveArgs, '--rate', '8MiB/s', ...command]);
     await waitFor(async () => ((await sizeOf(output)) >= 6 * MiB ? true : undefined), 30_000, '6 MiB received');
@@ -162,14 +156,14 @@ describe('a receiver killed with SIGKILL and started again with the same command
     expect(summary).toMatchObject({ chunks, rawBytes: streamBytes });
     expect(summary.resumedFrom).toBeUndefined();
     expect((summary.requests as Record<string, number>).get).toBe(1 + chunks);
-    expect(await sha256File(output)).toBe(inputSha);
+    expect(await sha256File(output)).toBe(suite.sha256);
   });
 
   it('--output refuses a device and a sink command at once', async () => {
     const device = await run(['receive', stream, '--output', '/dev/null']);
     expect(device.code).toBe(2);
     expect(errorLine(device.stderr)).toContain('--output /dev/null is not a regular file');
-    const both = await run(['receive', stream, '--output', join(work.path, 'x.bin'), '--', 'cat']);
+    const both = await run(['receive', stream, '--output', join(suite.dir, 'x.bin'), '--', 'cat']);
     expect(both.code).toBe(2);
   });
 });

@@ -1,20 +1,19 @@
 import { copyFile, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   bucketpipe,
   errorLine,
   fixtures,
   MiB,
+  mixedInputSuite,
   outputFile,
   readJson,
   run,
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
-  writeMixedStream,
 } from './helpers.js';
 
 const chunkSize = 1 * MiB;
@@ -22,19 +21,10 @@ const streamBytes = 24 * MiB + 4321; // 25 chunks
 const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '200ms'];
 
 describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
-
-  beforeAll(async () => {
-    work = await tempDir('resume');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, streamBytes, 11);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('resume', streamBytes, 11);
 
   it('verifies what is stored against the source, uploads the rest, and a receiver gets identical bytes', async () => {
-    const stream = join(work.path, 'stream');
+    const stream = join(suite.dir, 'stream');
     const manifestPath = join(stream, 'manifest.json');
     // About 8 MiB/s: three seconds for the whole stream.
     const first = bucketpipe([
@@ -44,7 +34,7 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
       '--',
       process.execPath,
       join(fixtures, 'paced-cat.mjs'),
-      input,
+      suite.input,
       String(8 * MiB),
     ]);
     await waitFor(
@@ -54,7 +44,7 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
     );
 
     // While it is alive, a takeover is refused, naming it.
-    const refused = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '10s', '--', 'cat', input]);
+    const refused = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '10s', '--', 'cat', suite.input]);
     expect(refused.code, refused.stderr).toBe(4);
     expect(errorLine(refused.stderr)).toMatch(
       new RegExp(
@@ -72,8 +62,8 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
     const deadManifest = await readFile(manifestPath);
 
     // Another source (one byte differs in chunk 2): refused, naming the chunk; the stream is untouched.
-    const other = join(work.path, 'other.bin');
-    await copyFile(input, other);
+    const other = join(suite.dir, 'other.bin');
+    await copyFile(suite.input, other);
     const handle = await open(other, 'r+');
     await handle.write(Buffer.from([0xff]), 0, 1, 2 * chunkSize + 1000);
     await handle.close();
@@ -88,7 +78,7 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
     // The same source: resumed.
     const chunkFiles = async () => (await readdir(join(stream, 'chunks'))).filter((name) => !name.startsWith('.'));
     const resumeStarted = Date.now();
-    const resumed = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '1s', '--', 'cat', input]);
+    const resumed = await run(['send', stream, ...sendArgs, '--takeover', '--stale-after', '1s', '--', 'cat', suite.input]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toContain(`verifying it against the ${watermark} chunks already stored`);
     const summary = summaryOf(resumed.stderr);
@@ -101,7 +91,7 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
       chunksVerified: watermark,
       chunksUploaded: 25 - watermark,
       tookOver: { state: 'sending', sender: (dead.sender as { id: string }).id },
-      digest: await streamDigestOfFile(input, chunkSize),
+      digest: await streamDigestOfFile(suite.input, chunkSize),
     });
     // Chunks below the watermark were only read (the manifest, then one 128-byte header each) and
     // kept; every chunk from the watermark on was written by the resumed sender.
@@ -114,11 +104,11 @@ describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
       else expect(modified, `chunk ${index} uploaded again`).toBeGreaterThanOrEqual(resumeStarted);
     }
 
-    const outPath = join(work.path, 'received.bin');
+    const outPath = join(suite.dir, 'received.bin');
     const out = await outputFile(outPath);
     const received = await run(['receive', stream, '--poll-interval', '100ms'], { stdoutFile: out.fd });
     await out.close();
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(outPath)).toBe(inputSha);
+    expect(await sha256File(outPath)).toBe(suite.sha256);
   });
 });

@@ -2,21 +2,20 @@ import { execFile } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   bucketpipe,
   cliPath,
   fixtures,
   MiB,
+  mixedInputSuite,
   outputFile,
   readJson,
   run,
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
-  writeMixedStream,
 } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
@@ -24,60 +23,51 @@ const fast = ['--poll-interval', '200ms'];
 const fastSend = ['--chunk-size', '4MiB', '--manifest-interval', '200ms'];
 
 describe('send and receive through a directory, as separate processes', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
-
-  beforeAll(async () => {
-    work = await tempDir('e2e');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, 256 * MiB);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('e2e', 256 * MiB);
 
   async function receiveInto(stream: string, name: string) {
-    const out = await outputFile(join(work.path, name));
+    const out = await outputFile(join(suite.dir, name));
     const receiver = bucketpipe(['receive', stream, ...fast], { stdoutFile: out.fd });
     return {
       receiver,
-      path: join(work.path, name),
+      path: join(suite.dir, name),
       done: receiver.done.finally(() => out.close()),
     };
   }
 
   it('moves 256 MiB byte-identical with sender and receiver started together', async () => {
-    const stream = join(work.path, 'together');
+    const stream = join(suite.dir, 'together');
     const { done: received, path } = await receiveInto(stream, 'together.out');
-    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     const result = await received;
     expect(result.code, result.stderr).toBe(0);
-    expect(await sha256File(path)).toBe(inputSha);
+    expect(await sha256File(path)).toBe(suite.sha256);
     const sendSummary = summaryOf(sent.stderr);
-    const digest = await streamDigestOfFile(input, 4 * MiB);
+    const digest = await streamDigestOfFile(suite.input, 4 * MiB);
     expect(sendSummary).toMatchObject({ command: 'send', state: 'complete', rawBytes: 256 * MiB, chunks: 64, digest });
     expect(summaryOf(result.stderr)).toMatchObject({ command: 'receive', rawBytes: 256 * MiB, digest });
     expect(sendSummary.storedBytes as number).toBeLessThan(256 * MiB);
 
     // The disaster-recovery path: no bucketpipe needed to rebuild the stream.
     const { stdout } = await execFileAsync('sh', ['-c', `cat "${stream}"/chunks/* | zstd -d -q | sha256sum`], { maxBuffer: 1024 });
-    expect(stdout.split(' ')[0]).toBe(inputSha);
+    expect(stdout.split(' ')[0]).toBe(suite.sha256);
   });
 
   it('works with the receiver started first, waiting for the stream to appear', async () => {
-    const stream = join(work.path, 'receiver-first');
+    const stream = join(suite.dir, 'receiver-first');
     const { receiver, done: received, path } = await receiveInto(stream, 'receiver-first.out');
     await waitFor(() => (receiver.stderr().includes('waiting for the stream to start') ? true : undefined), 20_000, 'receiver to wait');
-    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     const result = await received;
     expect(result.code, result.stderr).toBe(0);
-    expect(await sha256File(path)).toBe(inputSha);
+    expect(await sha256File(path)).toBe(suite.sha256);
   });
 
   it('works with the receiver started after the sender finished, and inspect tells where the stream stands', async () => {
-    const stream = join(work.path, 'receiver-after');
-    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    const stream = join(suite.dir, 'receiver-after');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     const manifest = await readJson(join(stream, 'manifest.json'));
     expect(manifest).toMatchObject({ state: 'complete', watermark: 64, rawBytes: 256 * MiB, chunkSize: 4 * MiB });
@@ -85,7 +75,7 @@ describe('send and receive through a directory, as separate processes', () => {
     const { done: received, path } = await receiveInto(stream, 'receiver-after.out');
     const result = await received;
     expect(result.code, result.stderr).toBe(0);
-    expect(await sha256File(path)).toBe(inputSha);
+    expect(await sha256File(path)).toBe(suite.sha256);
     // One manifest read and one GET per chunk; the only writes are the receiver's cursor.
     expect(summaryOf(result.stderr).requests).toMatchObject({ get: 65, head: 0, list: 0, delete: 0 });
 
@@ -103,26 +93,28 @@ describe('send and receive through a directory, as separate processes', () => {
   });
 
   it('writes into a shell pipe, also when the reader is slow or the pipe was made non-blocking, and into a sink command whose output is the result', async () => {
-    const stream = join(work.path, 'pipes');
-    const sent = await run(['send', stream, ...fastSend, '--', 'cat', input]);
+    const stream = join(suite.dir, 'pipes');
+    const sent = await run(['send', stream, ...fastSend, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     const cli = `"${process.execPath}" "${cliPath}"`;
     const shell = async (script: string) =>
       (await execFileAsync('bash', ['-o', 'pipefail', '-c', script], { maxBuffer: 1024 * 1024 })).stdout;
 
     // A pipe the shell made (blocking), read slowly so that the writer has to wait for room.
-    expect(await shell(`${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(new RegExp(`^${inputSha} `));
+    expect(await shell(`${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(new RegExp(`^${suite.sha256} `));
     // A parent that switched the shared pipe to non-blocking mode (as any Node.js parent touching its stdout does).
     const nonBlockingParent = `"${process.execPath}" -e 'process.stdout; const r = require("node:child_process").spawnSync(process.argv[1], process.argv.slice(2), { stdio: "inherit" }); process.exit(r.status ?? 1)'`;
-    expect(await shell(`${nonBlockingParent} ${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(new RegExp(`^${inputSha} `));
+    expect(await shell(`${nonBlockingParent} ${cli} receive "${stream}" -q | (sleep 1; sha256sum)`)).toMatch(
+      new RegExp(`^${suite.sha256} `),
+    );
     // A sink command that exits 0 right after end-of-input, printing its result.
     const viaCommand = await run(['receive', stream, '-q', '--', 'sha256sum']);
     expect(viaCommand.code, viaCommand.stderr).toBe(0);
-    expect(viaCommand.stdout).toMatch(new RegExp(`^${inputSha} `));
+    expect(viaCommand.stdout).toMatch(new RegExp(`^${suite.sha256} `));
   });
 
   it('is real time: the receiver writes data while a throttled sender is still running', async () => {
-    const stream = join(work.path, 'realtime');
+    const stream = join(suite.dir, 'realtime');
     const { done: received, path } = await receiveInto(stream, 'realtime.out');
     // 4 MiB/s for 10 s through 1 MiB chunks.
     const sender = bucketpipe([
