@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, errorLine, MiB, outputFile, readJson, run, tempDir, waitFor, writeMixedStream } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { bucketpipe, errorLine, MiB, mixedInputSuite, outputFile, readJson, run, waitFor } from './helpers.js';
 
 const chunkSize = 1 * MiB;
 const streamBytes = 8 * MiB + 12345;
@@ -10,29 +10,24 @@ const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '100ms'];
 const receiveArgs = ['--missing-chunk-timeout', '1s', '--poll-interval', '100ms'];
 const chunk = (stream: string, index: number) => join(stream, 'chunks', String(index).padStart(12, '0'));
 
-describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte in the sink', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
+describe('bad suite.input: a clear one-line error, a non-zero exit, and no wrong byte in the sink', () => {
+  const suite = mixedInputSuite('bad', streamBytes, 7);
   let inputBytes: Buffer;
 
   beforeAll(async () => {
-    work = await tempDir('bad');
-    input = join(work.path, 'input.bin');
-    await writeMixedStream(input, streamBytes, 7);
-    inputBytes = await readFile(input);
+    inputBytes = await readFile(suite.input);
   });
-  afterAll(() => work.cleanup());
 
   async function sendStream(name: string): Promise<string> {
-    const stream = join(work.path, name);
-    const sent = await run(['send', stream, ...sendArgs, '--', 'cat', input]);
+    const stream = join(suite.dir, name);
+    const sent = await run(['send', stream, ...sendArgs, '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     return stream;
   }
 
   /** Receives into a file; returns the result and what reached the sink. */
   async function receiveToFile(stream: string, name: string) {
-    const path = join(work.path, name);
+    const path = join(suite.dir, name);
     const out = await outputFile(path);
     const result = await run(['receive', stream, ...receiveArgs], { stdoutFile: out.fd });
     await out.close();
@@ -47,8 +42,8 @@ describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte 
   }
 
   it('refuses a second sender on the same stream, while the first runs and after it completed', async () => {
-    const stream = join(work.path, 'second-sender');
-    const first = bucketpipe(['send', stream, ...sendArgs, '--', 'sh', '-c', `sleep 2; cat "${input}"`]);
+    const stream = join(suite.dir, 'second-sender');
+    const first = bucketpipe(['send', stream, ...sendArgs, '--', 'sh', '-c', `sleep 2; cat "${suite.input}"`]);
     await waitFor(
       () =>
         stat(join(stream, 'manifest.json')).then(
@@ -58,11 +53,11 @@ describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte 
       10_000,
       'first manifest',
     );
-    const second = await run(['send', stream, ...sendArgs, '--', 'cat', input]);
+    const second = await run(['send', stream, ...sendArgs, '--', 'cat', suite.input]);
     expect(second.code).toBe(4);
     expect(errorLine(second.stderr)).toMatch(/already has a sender .* only one sender may write a stream/);
     expect((await first.done).code).toBe(0);
-    const third = await run(['send', stream, ...sendArgs, '--', 'cat', input]);
+    const third = await run(['send', stream, ...sendArgs, '--', 'cat', suite.input]);
     expect(third.code).toBe(4);
     expect(errorLine(third.stderr)).toMatch(/already exists and is complete/);
     expect((await readJson(join(stream, 'manifest.json'))).state).toBe('complete');
@@ -140,7 +135,7 @@ describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte 
     expect(scheme.code).toBe(2);
     expect(errorLine(scheme.stderr)).toMatch(/unknown URL scheme "ftp:\/\/" .*supported are file:\/\//);
 
-    const missingParent = join(work.path, 'no-such-dir', 'stream');
+    const missingParent = join(suite.dir, 'no-such-dir', 'stream');
     for (const command of [
       ['send', missingParent, '--', 'true'],
       ['receive', missingParent],
@@ -150,27 +145,27 @@ describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte 
       expect(errorLine(missing.stderr)).toMatch(/directory .*no-such-dir does not exist: create it first \(mkdir -p .*no-such-dir\)/);
     }
 
-    const readOnly = join(work.path, 'read-only');
+    const readOnly = join(suite.dir, 'read-only');
     await mkdir(readOnly);
     await chmod(readOnly, 0o555);
     // Root ignores directory permissions: run the CLI as an unprivileged user when we are root.
     const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-    if (process.getuid?.() === 0) await chmod(work.path, 0o755);
+    if (process.getuid?.() === 0) await chmod(suite.dir, 0o755);
     const denied = await run(['send', join(readOnly, 'stream'), '--', 'true'], asUser);
     expect(denied.code).toBe(3);
     expect(errorLine(denied.stderr)).toMatch(/permission denied \(EACCES\).*give this user write access/);
 
-    const zero = await run(['send', join(work.path, 'zero'), '--chunk-size', '0', '--', 'true']);
+    const zero = await run(['send', join(suite.dir, 'zero'), '--chunk-size', '0', '--', 'true']);
     expect(zero.code).toBe(2);
     expect(errorLine(zero.stderr)).toMatch(/--chunk-size 0: must be from 64.0 KiB to 1.00 GiB/);
-    await expect(stat(join(work.path, 'zero'))).rejects.toThrow();
+    await expect(stat(join(suite.dir, 'zero'))).rejects.toThrow();
   });
 
   it('marks the stream aborted when the source command fails, and kills the sink command before it sees end-of-input', async () => {
-    const stream = join(work.path, 'source-fails');
-    const marker = join(work.path, 'sink-saw-eof');
+    const stream = join(suite.dir, 'source-fails');
+    const marker = join(suite.dir, 'sink-saw-eof');
     const receiver = bucketpipe(['receive', stream, ...receiveArgs, '--', 'sh', '-c', `cat > /dev/null; touch "${marker}"`]);
-    const sent = await run(['send', stream, ...sendArgs, '--', 'sh', '-c', `head -c 5000000 "${input}"; sleep 0.5; exit 3`]);
+    const sent = await run(['send', stream, ...sendArgs, '--', 'sh', '-c', `head -c 5000000 "${suite.input}"; sleep 0.5; exit 3`]);
     expect(sent.code).toBe(6);
     expect(errorLine(sent.stderr)).toMatch(/source command "sh -c .*" exited with code 3: the stream was marked aborted/);
     const manifest = await readJson(join(stream, 'manifest.json'));

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   bucketpipe,
   fixtures,
   MiB,
+  mixedInputSuite,
   outputFile,
   type Running,
   run,
@@ -13,9 +14,7 @@ import {
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
-  writeMixedStream,
 } from './helpers.js';
 import { GCS_TEST_BUCKET } from './servers/gcs.js';
 
@@ -33,9 +32,7 @@ const sendArgs = ['--chunk-size', '4MiB', '--manifest-interval', '200ms', '-q', 
 const followArgs = ['--poll-interval', '200ms', '-q'];
 
 describe('S3 → relay → GCS → receiver, all running at once (real CLI processes, real servers)', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
+  const suite = mixedInputSuite('cloud', 256 * MiB, 7);
   let inputDigest: string;
 
   beforeAll(async () => {
@@ -47,18 +44,14 @@ describe('S3 → relay → GCS → receiver, all running at once (real CLI proce
     });
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
     client.destroy();
-    work = await tempDir('cloud');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, 256 * MiB, 7);
-    inputDigest = await streamDigestOfFile(input, CHUNK);
+    inputDigest = await streamDigestOfFile(suite.input, CHUNK);
   });
-  afterAll(() => work?.cleanup());
 
   function urls(name: string) {
     return { s3Url: `s3://${bucket}/${name}`, gsUrl: `gs://${GCS_TEST_BUCKET}/${name}` };
   }
 
-  function startSender(s3Url: string, source: string[] = ['cat', input]): Running {
+  function startSender(s3Url: string, source: string[] = ['cat', suite.input]): Running {
     return bucketpipe(['send', s3Url, ...sendArgs, '--', ...source], { env });
   }
 
@@ -67,7 +60,7 @@ describe('S3 → relay → GCS → receiver, all running at once (real CLI proce
   }
 
   async function startReceiver(gsUrl: string, name: string) {
-    const path = join(work.path, name);
+    const path = join(suite.dir, name);
     const out = await outputFile(path);
     const receiver = bucketpipe(['receive', gsUrl, ...followArgs, ...gcsArgs], { env, stdoutFile: out.fd });
     return { path, done: receiver.done.finally(() => out.close()) };
@@ -84,7 +77,7 @@ describe('S3 → relay → GCS → receiver, all running at once (real CLI proce
     const received = await receiver.done;
     expect(received.code, received.stderr).toBe(0);
     expect(summaryOf(received.stderr)).toMatchObject({ command: 'receive', rawBytes: 256 * MiB, digest: inputDigest });
-    expect(await sha256File(receiver.path)).toBe(inputSha);
+    expect(await sha256File(receiver.path)).toBe(suite.sha256);
   }
 
   it('moves 256 MiB byte-identical with sender, relay and receiver started together', async () => {
@@ -105,7 +98,7 @@ describe('S3 → relay → GCS → receiver, all running at once (real CLI proce
     const { s3Url, gsUrl } = urls('late-relay');
     const receiver = await startReceiver(gsUrl, 'late-relay.out');
     // A paced source, so that "late" means mid-stream rather than after the end.
-    const sender = startSender(s3Url, [process.execPath, join(fixtures, 'paced-cat.mjs'), input, String(48 * MiB)]);
+    const sender = startSender(s3Url, [process.execPath, join(fixtures, 'paced-cat.mjs'), suite.input, String(48 * MiB)]);
     await waitFor(
       async () => {
         const inspected = await run(['inspect', s3Url, '--json', ...s3Args], { env });

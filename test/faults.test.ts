@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   bucketpipe,
   errorLine,
@@ -9,15 +9,14 @@ import {
   fixtures,
   logText,
   MiB,
+  mixedInputSuite,
   outputFile,
   run,
   s3Env,
   sha256File,
   streamDigestOfFile,
   summaryOf,
-  tempDir,
   waitFor,
-  writeMixedStream,
 } from './helpers.js';
 import { type FaultProxy, type FaultRule, startFaultProxy } from './servers/fault-proxy.js';
 import { GCS_TEST_BUCKET } from './servers/gcs.js';
@@ -70,9 +69,7 @@ const targets: Target[] = [
   },
 ];
 
-let work: Awaited<ReturnType<typeof tempDir>>;
-let input: string;
-let inputSha: string;
+const suite = mixedInputSuite('faults', SIZE, 11);
 let inputDigest: string;
 const proxies: FaultProxy[] = [];
 
@@ -85,15 +82,11 @@ beforeAll(async () => {
   });
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   client.destroy();
-  work = await tempDir('faults');
-  input = join(work.path, 'input.bin');
-  inputSha = await writeMixedStream(input, SIZE, 11);
-  inputDigest = await streamDigestOfFile(input, CHUNK);
+  inputDigest = await streamDigestOfFile(suite.input, CHUNK);
 });
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));
 });
-afterAll(() => work?.cleanup());
 
 async function proxyFor(target: Target, seed: number, rules: FaultRule[] = []): Promise<FaultProxy> {
   const proxy = await startFaultProxy({ target: target.direct, flavor: target.flavor, seed });
@@ -109,9 +102,9 @@ interface Transfer {
 }
 
 /** Starts `receive` then `send` of the input through `endpoint`; resolves when both have exited. */
-async function transfer(target: Target, name: string, endpoint: string, source: string[] = ['cat', input], extraSend: string[] = []) {
+async function transfer(target: Target, name: string, endpoint: string, source: string[] = ['cat', suite.input], extraSend: string[] = []) {
   const url = target.url(name);
-  const path = join(work.path, `${name}.out`);
+  const path = join(suite.dir, `${name}.out`);
   const out = await outputFile(path);
   const started = performance.now();
   const receiver = bucketpipe(['receive', url, ...receiveOptions, ...target.args(endpoint)], { env, stdoutFile: out.fd });
@@ -128,7 +121,7 @@ async function expectIdentical(t: Awaited<ReturnType<typeof transfer>>): Promise
   expect(received.code, received.stderr).toBe(0);
   expect(summaryOf(sent.stderr)).toMatchObject({ command: 'send', state: 'complete', chunks: CHUNKS, digest: inputDigest });
   expect(summaryOf(received.stderr)).toMatchObject({ command: 'receive', rawBytes: SIZE, digest: inputDigest });
-  expect(await sha256File(t.path)).toBe(inputSha);
+  expect(await sha256File(t.path)).toBe(suite.sha256);
   return { sent, received: { ...received, path: t.path }, sentMs: sent.ms };
 }
 
@@ -171,7 +164,7 @@ describe.each(targets)('$flavor through the fault proxy', (target) => {
       { name: 'reset-response', method, path, nth: [5], action: { kind: 'reset', at: 'response' } },
     ]);
     // A paced source (16 MiB/s): about 2 s, so that there are ~10 manifest writes to lose replies to.
-    const paced = [process.execPath, join(fixtures, 'paced-cat.mjs'), input, String(16 * MiB)];
+    const paced = [process.execPath, join(fixtures, 'paced-cat.mjs'), suite.input, String(16 * MiB)];
     const t = await transfer(target, 'lost-manifest', proxy.endpoint, paced);
     const { sent } = await expectIdentical(t);
     expect(proxy.fired()).toEqual({ 'lost-reply': 2, 'reset-response': 1 });
@@ -214,7 +207,7 @@ describe.each(targets)('$flavor through the fault proxy', (target) => {
   it('fails with one clear line within a bounded time when the store is gone for good, and resumes with --takeover', async () => {
     const proxy = await proxyFor(target, 1);
     // A paced source (8 MiB/s), so that the store goes away mid-stream.
-    const paced = [process.execPath, join(fixtures, 'paced-cat.mjs'), input, String(8 * MiB)];
+    const paced = [process.execPath, join(fixtures, 'paced-cat.mjs'), suite.input, String(8 * MiB)];
     const t = await transfer(target, 'gone', proxy.endpoint, paced);
     const directArgs = target.args(target.direct);
     await waitFor(
@@ -251,7 +244,7 @@ describe.each(targets)('$flavor through the fault proxy', (target) => {
     // The store is back: a takeover finishes the stream, a new receiver gets all of it.
     if (target.flavor === 's3') await proxy.listen();
     else proxy.clear();
-    const resumed = await transfer(target, 'gone', proxy.endpoint, ['cat', input], ['--takeover', '--stale-after', '1s']);
+    const resumed = await transfer(target, 'gone', proxy.endpoint, ['cat', suite.input], ['--takeover', '--stale-after', '1s']);
     const { sent: taken } = await expectIdentical(resumed);
     expect(summaryOf(taken.stderr)).toHaveProperty('tookOver');
   });

@@ -1,21 +1,13 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, fixtures, MiB, outputFile, tempDir, waitFor, writeMixedStream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bucketpipe, fixtures, MiB, mixedInputSuite, outputFile, waitFor } from './helpers.js';
 
 describe('inspect --watch', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-
-  beforeAll(async () => {
-    work = await tempDir('inspect-watch');
-    input = join(work.path, 'input.bin');
-    await writeMixedStream(input, 6 * MiB, 3);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('inspect-watch', 6 * MiB, 3);
 
   it('refreshes while a live send runs, with changing numbers, rates and lag, and ends once the stream is complete and its receiver done', async () => {
-    const stream = join(work.path, 'live');
+    const stream = join(suite.dir, 'live');
     // A live source: 6 MiB at 1.5 MB/s, about 4 s.
     const sender = bucketpipe([
       'send',
@@ -27,10 +19,10 @@ describe('inspect --watch', () => {
       '--',
       process.execPath,
       join(fixtures, 'paced-cat.mjs'),
-      input,
+      suite.input,
       '1500000',
     ]);
-    const out = await outputFile(join(work.path, 'live.out'));
+    const out = await outputFile(join(suite.dir, 'live.out'));
     const receiver = bucketpipe(['receive', stream, '--receiver-id', 'dst', '--poll-interval', '200ms'], { stdoutFile: out.fd });
     const received = receiver.done.finally(() => out.close());
     await waitFor(
@@ -71,7 +63,7 @@ describe('inspect --watch', () => {
   });
 
   it('ends on SIGINT with status 130 and no error line', async () => {
-    const stream = join(work.path, 'held');
+    const stream = join(suite.dir, 'held');
     // A sender whose source never ends: the watch would go on forever.
     const sender = bucketpipe(['send', stream, '--chunk-size', '64KiB', '--', 'sleep', '60']);
     await waitFor(

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorLine, MiB, readJson, run, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { errorLine, MiB, mixedInputSuite, readJson, run, summaryOf } from './helpers.js';
 
 const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '100ms'];
 
@@ -16,17 +16,12 @@ interface Row {
 }
 
 describe('stream lifecycle: ls lists the streams under a prefix, rm deletes one', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
+  const suite = mixedInputSuite('lifecycle', 3 * MiB + 777, 3);
   let root: string;
-  let input: string;
 
   beforeAll(async () => {
-    work = await tempDir('lifecycle');
-    root = join(work.path, 'streams');
-    input = join(work.path, 'input.bin');
-    await writeMixedStream(input, 3 * MiB + 777, 3);
+    root = join(suite.dir, 'streams');
   });
-  afterAll(() => work.cleanup());
 
   async function ls(): Promise<Row[]> {
     const listed = await run(['ls', root, '--json']);
@@ -39,7 +34,7 @@ describe('stream lifecycle: ls lists the streams under a prefix, rm deletes one'
     const second = join(root, 'two');
     await mkdir(join(root, 'pg'), { recursive: true }); // a directory stream's parent must exist
     for (const stream of [first, second]) {
-      const sent = await run(['send', stream, ...sendArgs, '--', 'cat', input]);
+      const sent = await run(['send', stream, ...sendArgs, '--', 'cat', suite.input]);
       expect(sent.code, sent.stderr).toBe(0);
     }
     const received = await run(['receive', second, '--poll-interval', '100ms', '--receiver-id', 'dr', '--', 'sh', '-c', 'cat > /dev/null']);

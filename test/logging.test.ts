@@ -4,20 +4,8 @@
 import { spawn } from 'node:child_process';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  bucketpipe,
-  cliPath,
-  fixtures,
-  logEvents,
-  MiB,
-  outputFile,
-  readJson,
-  run,
-  sha256File,
-  tempDir,
-  writeMixedStream,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { bucketpipe, cliPath, fixtures, logEvents, MiB, mixedInputSuite, outputFile, readJson, run, sha256File } from './helpers.js';
 
 const CHUNK = ['--chunk-size', '256KiB', '--manifest-interval', '200ms'];
 /** Progress events every 300 ms instead of 10 s (a setting for tests only). */
@@ -60,16 +48,8 @@ function onTerminal(argv: string[], env: NodeJS.ProcessEnv = process.env): Promi
 }
 
 describe('logs', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
   const size = 4.5 * MiB;
-
-  beforeAll(async () => {
-    work = await tempDir('logging');
-    input = join(work.path, 'input.bin');
-    await writeMixedStream(input, size, 7);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('logging', size, 7);
 
   /** `send` of the input from a source that gives 1.5 MB/s: about 3 s. */
   const pacedSend = (stream: string, more: string[] = []) => [
@@ -80,15 +60,15 @@ describe('logs', () => {
     '--',
     process.execPath,
     join(fixtures, 'paced-cat.mjs'),
-    input,
+    suite.input,
     '1500000',
   ];
 
   it('JSON on a pipe: one object per line; with --size, progress events with percent and ETA at the sender and, through the manifest, at the receiver', async () => {
-    const stream = join(work.path, 'json');
+    const stream = join(suite.dir, 'json');
     const estimate = 5_000_000;
     const sender = bucketpipe(pacedSend(stream, ['--size', '5MB']), fastEvents);
-    const out = await outputFile(join(work.path, 'json.out'));
+    const out = await outputFile(join(suite.dir, 'json.out'));
     const receiver = bucketpipe(['receive', stream, '--poll-interval', '100ms', '--receiver-id', 'dst'], {
       ...fastEvents,
       stdoutFile: out.fd,
@@ -96,7 +76,7 @@ describe('logs', () => {
     const [sent, received] = await Promise.all([sender.done, receiver.done.finally(() => out.close())]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(join(work.path, 'json.out'))).toBe(await sha256File(input));
+    expect(await sha256File(join(suite.dir, 'json.out'))).toBe(await sha256File(suite.input));
     expect(await readJson(join(stream, 'manifest.json'))).toMatchObject({ expectedRawBytes: estimate, state: 'complete', rawBytes: size });
 
     const sendEvents = expectJsonLines(sent.stderr, 'send');
@@ -129,7 +109,7 @@ describe('logs', () => {
   });
 
   it('a stream longer than its --size: 99% and no ETA once beyond it, never 100% before the end', async () => {
-    const stream = join(work.path, 'beyond');
+    const stream = join(suite.dir, 'beyond');
     const sent = await run(pacedSend(stream, ['--size', '2MiB']), fastEvents);
     expect(sent.code, sent.stderr).toBe(0);
     const progress = logEvents(sent.stderr).filter((e) => e.event === 'progress');
@@ -144,7 +124,7 @@ describe('logs', () => {
   });
 
   it('errors: one JSON line with code and exitCode (also for a bad --log-format); --log-format human and the environment give the human line', async () => {
-    const missing = join(work.path, 'no-such-dir', 'stream');
+    const missing = join(suite.dir, 'no-such-dir', 'stream');
     const json = await run(['send', missing, '--', 'true']);
     expect(json.code).toBe(3);
     const [error, ...more] = expectJsonLines(json.stderr, 'send');
@@ -186,16 +166,16 @@ describe('logs', () => {
   });
 
   it('--log-format human: the "bucketpipe: …" lines and a one-line summary instead of JSON', async () => {
-    const stream = join(work.path, 'human');
-    const sent = await run(['send', stream, ...CHUNK, '--log-format', 'human', '--', 'cat', input]);
+    const stream = join(suite.dir, 'human');
+    const sent = await run(['send', stream, ...CHUNK, '--log-format', 'human', '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(sent.stderr).toMatch(
       /^bucketpipe: send complete: 4\.50 MiB in [\d.]+s \([\d.]+ MB\/s\), 18 chunks, stored [\d.]+ MiB \([\d.]+x\); digest [0-9a-f]{64}\n$/,
     );
-    const received = await run(['receive', stream, '--receiver-id', 'h', '-o', join(work.path, 'human.out'), '--log-format', 'human']);
+    const received = await run(['receive', stream, '--receiver-id', 'h', '-o', join(suite.dir, 'human.out'), '--log-format', 'human']);
     expect(received.code, received.stderr).toBe(0);
     expect(received.stderr).toMatch(/^bucketpipe: receive complete: 4\.50 MiB into .*human\.out in /);
-    const again = await run(['receive', stream, '--receiver-id', 'h', '-o', join(work.path, 'human.out'), '--log-format', 'human']);
+    const again = await run(['receive', stream, '--receiver-id', 'h', '-o', join(suite.dir, 'human.out'), '--log-format', 'human']);
     expect(again.stderr.split('\n').slice(0, 2).join('\n')).toMatch(
       /^bucketpipe: .*human\.out holds 4\.50 MiB already: verifying it against stream .*\nbucketpipe: .*holds the first 18 chunks/,
     );
@@ -203,7 +183,7 @@ describe('logs', () => {
   });
 
   it('on a terminal: a live bar with percent, bytes of the total, MB/s and ETA, cleared before the summary line', async () => {
-    const stream = join(work.path, 'tty');
+    const stream = join(suite.dir, 'tty');
     const sent = await onTerminal([process.execPath, cliPath, ...pacedSend(stream, ['--size', '5MB'])]);
     expect(sent.code, sent.screen).toBe(0);
     const frames = sent.screen.split('\r').filter((frame) => frame.startsWith('send ['));
@@ -222,7 +202,7 @@ describe('logs', () => {
       '--rate',
       '1.5MB/s',
       '-o',
-      join(work.path, 'tty.out'),
+      join(suite.dir, 'tty.out'),
     ]);
     expect(received.code, received.screen).toBe(0);
     expect(received.screen).toMatch(/receive \[#+\.*\] \d+% [\d.]+ \w+ \/ 4\.50 MiB · [\d.]+ MB\/s · ETA \d+s · chunk \d+\/18/);
@@ -231,27 +211,27 @@ describe('logs', () => {
   it('a zfs send source is asked for its size with zfs send -nP; a zfs without a dry run is said once, and the send goes on', async () => {
     // Fake zfs commands: the name is what makes bucketpipe ask; "send FILE" gives the file.
     const fake = async (name: string, dryRun: string) => {
-      await mkdir(join(work.path, name));
-      const path = join(work.path, name, 'zfs');
+      await mkdir(join(suite.dir, name));
+      const path = join(suite.dir, name, 'zfs');
       await writeFile(path, `#!/bin/sh\n[ "$1" = send ] || exit 2\nif [ "$2" = -nP ]; then\n${dryRun}\nfi\nexec cat "$2"\n`);
       await chmod(path, 0o755);
       return path;
     };
     const openzfs = await fake('openzfs', `printf 'full\\t%s\\t4718592\\nsize\\t4718592\\n' "$3"; exit 0`);
-    const estimated = await run(['send', join(work.path, 'zfs-estimated'), ...CHUNK, '--', openzfs, 'send', input]);
+    const estimated = await run(['send', join(suite.dir, 'zfs-estimated'), ...CHUNK, '--', openzfs, 'send', suite.input]);
     expect(estimated.code, estimated.stderr).toBe(0);
-    expect(await readJson(join(work.path, 'zfs-estimated', 'manifest.json'))).toMatchObject({ expectedRawBytes: 4718592 });
+    expect(await readJson(join(suite.dir, 'zfs-estimated', 'manifest.json'))).toMatchObject({ expectedRawBytes: 4718592 });
     expect(logEvents(estimated.stderr).filter((e) => e.event === 'size')).toEqual([
       expect.objectContaining({
         expectedRawBytes: 4718592,
-        msg: `"${openzfs} send -nP ${input}" estimates the stream at 4.50 MiB (4718592 bytes)`,
+        msg: `"${openzfs} send -nP ${suite.input}" estimates the stream at 4.50 MiB (4718592 bytes)`,
       }),
     ]);
 
     const zfsFuse = await fake('zfs-fuse', `echo "invalid option 'n'" >&2; exit 2`);
-    const unknown = await run(['send', join(work.path, 'zfs-unknown'), ...CHUNK, '--', zfsFuse, 'send', input]);
+    const unknown = await run(['send', join(suite.dir, 'zfs-unknown'), ...CHUNK, '--', zfsFuse, 'send', suite.input]);
     expect(unknown.code, unknown.stderr).toBe(0);
-    expect(await readJson(join(work.path, 'zfs-unknown', 'manifest.json'))).not.toHaveProperty('expectedRawBytes');
+    expect(await readJson(join(suite.dir, 'zfs-unknown', 'manifest.json'))).not.toHaveProperty('expectedRawBytes');
     expect(logEvents(unknown.stderr).filter((e) => e.event === 'size')).toEqual([
       expect.objectContaining({
         level: 'info',
@@ -260,10 +240,10 @@ describe('logs', () => {
     ]);
 
     // --size wins: no dry run at all.
-    const given = await run(['send', join(work.path, 'zfs-given'), ...CHUNK, '--size', '1GiB', '--', zfsFuse, 'send', input]);
+    const given = await run(['send', join(suite.dir, 'zfs-given'), ...CHUNK, '--size', '1GiB', '--', zfsFuse, 'send', suite.input]);
     expect(given.code, given.stderr).toBe(0);
     expect(logEvents(given.stderr).filter((e) => e.event === 'size')).toEqual([]);
-    expect(await readJson(join(work.path, 'zfs-given', 'manifest.json'))).toMatchObject({ expectedRawBytes: 1024 ** 3 });
+    expect(await readJson(join(suite.dir, 'zfs-given', 'manifest.json'))).toMatchObject({ expectedRawBytes: 1024 ** 3 });
   });
 
   it('never prints credentials, in either format', async () => {

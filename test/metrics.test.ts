@@ -1,6 +1,17 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, errorLine, fixtures, MiB, type Running, run, sha256File, tempDir, waitFor, writeMixedStream } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  bucketpipe,
+  errorLine,
+  fixtures,
+  MiB,
+  mixedInputSuite,
+  type Running,
+  run,
+  sha256File,
+  waitFor,
+  writeMixedStream,
+} from './helpers.js';
 
 // --metrics-addr on send and receive, scraped over HTTP while a real, paced transfer runs between
 // two processes: the counters move, the receivers' lag rises while a receiver is stopped (SIGSTOP)
@@ -49,24 +60,18 @@ function must(text: string, name: string, labels: Record<string, string> = {}): 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-  let inputSha: string;
+  const suite = mixedInputSuite('metrics', 96 * MiB);
   let small: string;
   let smallSha: string;
 
   beforeAll(async () => {
-    work = await tempDir('metrics');
-    input = join(work.path, 'input.bin');
-    inputSha = await writeMixedStream(input, 96 * MiB);
-    small = join(work.path, 'small.bin');
+    small = join(suite.dir, 'small.bin');
     smallSha = await writeMixedStream(small, 48 * MiB, 2);
   });
-  afterAll(() => work.cleanup());
 
   it('counters move during the transfer; the lag of a stopped receiver rises (sender view) and falls after SIGCONT (both views)', async () => {
-    const stream = join(work.path, 'lag');
-    const out = join(work.path, 'lag.out');
+    const stream = join(suite.dir, 'lag');
+    const out = join(suite.dir, 'lag.out');
     // The receiver catches up at its --rate after the stop, so its own lag stays visible for a while.
     const receiver = bucketpipe([
       'receive',
@@ -91,7 +96,7 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
       '--',
       process.execPath,
       join(fixtures, 'paced-cat.mjs'),
-      input,
+      suite.input,
       String(12 * MiB),
     ]);
     const [sendUrl, receiveUrl] = await Promise.all([metricsBase(sender), metricsBase(receiver)]);
@@ -183,15 +188,15 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
     const [sent, received] = await Promise.all([sender.done, receiver.done]);
     expect(sent.code, sent.stderr).toBe(0);
     expect(received.code, received.stderr).toBe(0);
-    expect(await sha256File(out)).toBe(inputSha);
+    expect(await sha256File(out)).toBe(suite.sha256);
     // The servers close with their commands.
     await expect(fetch(`${sendUrl}/metrics`)).rejects.toThrow();
     await expect(fetch(`${receiveUrl}/healthz`)).rejects.toThrow();
   });
 
   it('/healthz: 200 while waiting for the sender, 503 while the sink does not take bytes for longer than --stall-after, 200 again after', async () => {
-    const stream = join(work.path, 'stall');
-    const out = join(work.path, 'stall.out');
+    const stream = join(suite.dir, 'stall');
+    const out = join(suite.dir, 'stall.out');
     // The sink reads nothing for its first 5 s: the first chunk the receiver writes fills the pipe and waits.
     const receiver = bucketpipe(
       [
@@ -266,7 +271,7 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
   });
 
   it('refuses a bad or busy --metrics-addr, and --stall-after without it, as usage errors', async () => {
-    const stream = join(work.path, 'usage');
+    const stream = join(suite.dir, 'usage');
     const bad = await run(['receive', stream, '--metrics-addr', 'localhost']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--metrics-addr localhost: write it as host:port/);

@@ -1,26 +1,18 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorLine, MiB, readJson, run, tempDir, writeMixedStream } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { errorLine, MiB, mixedInputSuite, readJson, run } from './helpers.js';
 
 const streamBytes = 8 * MiB + 12345; // 9 chunks of 1 MiB, the last one short
 const chunk = (stream: string, index: number) => join(stream, 'chunks', String(index).padStart(12, '0'));
 const key = (index: number) => `chunks/${String(index).padStart(12, '0')}`;
 
 describe('bucketpipe verify', () => {
-  let work: Awaited<ReturnType<typeof tempDir>>;
-  let input: string;
-
-  beforeAll(async () => {
-    work = await tempDir('verify');
-    input = join(work.path, 'input.bin');
-    await writeMixedStream(input, streamBytes, 3);
-  });
-  afterAll(() => work.cleanup());
+  const suite = mixedInputSuite('verify', streamBytes, 3);
 
   async function sendStream(name: string): Promise<string> {
-    const stream = join(work.path, name);
-    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--manifest-interval', '100ms', '--', 'cat', input]);
+    const stream = join(suite.dir, name);
+    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--manifest-interval', '100ms', '--', 'cat', suite.input]);
     expect(sent.code, sent.stderr).toBe(0);
     return stream;
   }
@@ -76,14 +68,14 @@ describe('bucketpipe verify', () => {
     expect(malformed.code).toBe(4);
     expect(errorLine(malformed.stderr)).toMatch(/is malformed .*BP_MANIFEST_MALFORMED/);
 
-    const none = await run(['verify', join(work.path, 'no-stream'), '-q']);
+    const none = await run(['verify', join(suite.dir, 'no-stream'), '-q']);
     expect(none.code).toBe(3);
     expect(errorLine(none.stderr)).toMatch(/no stream at .*no-stream \(no manifest\.json\)/);
   });
 
   it('exits 6 for an aborted stream whose stored chunks are intact', async () => {
-    const stream = join(work.path, 'aborted');
-    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--', 'sh', '-c', `head -c 3000000 "${input}"; exit 3`]);
+    const stream = join(suite.dir, 'aborted');
+    const sent = await run(['send', stream, '--chunk-size', '1MiB', '--', 'sh', '-c', `head -c 3000000 "${suite.input}"; exit 3`]);
     expect(sent.code).toBe(6);
     const result = await run(['verify', stream, '-q']);
     expect(result.code).toBe(6);
