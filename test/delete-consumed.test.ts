@@ -1,8 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { bucketpipe, MiB, mixedInputSuite, outputFile, run, sha256File, summaryOf } from './helpers.js';
+import { bucketpipe, MiB, mixedInputSuite, outputFile, run, sampler, sha256File, summaryOf } from './helpers.js';
 
 const CHUNK = 64 * 1024;
 const CHUNKS = (8 * MiB) / CHUNK;
@@ -40,18 +39,10 @@ describe('receive --delete-consumed', () => {
       suite.input,
     ]);
 
-    let running = true;
-    const samples: number[] = [];
-    const sampling = (async () => {
-      while (running) {
-        samples.push(await chunkCount(stream));
-        await sleep(50);
-      }
-    })();
+    const sampling = sampler(() => chunkCount(stream), 50);
     const sent = await sender.done;
     const got = await received;
-    running = false;
-    await sampling;
+    const samples = await sampling.stop();
 
     expect(sent.code, sent.stderr).toBe(0);
     expect(got.code, got.stderr).toBe(0);

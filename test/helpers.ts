@@ -168,6 +168,25 @@ export async function waitFor<T>(check: () => Promise<T | undefined> | T | undef
   }
 }
 
+/** Calls `take()` every `everyMs` until stopped, one call at a time; `stop()` waits for the last and gives every result. */
+export function sampler<T>(take: () => Promise<T>, everyMs: number): { stop: () => Promise<T[]> } {
+  const samples: T[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      samples.push(await take());
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return samples;
+    },
+  };
+}
+
 /** Peak resident set size (VmHWM) of a running process, in bytes; undefined once it has exited. */
 export async function peakRss(pid: number): Promise<number | undefined> {
   try {

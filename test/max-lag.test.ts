@@ -1,8 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { bucketpipe, errorLine, logText, MiB, mixedInputSuite, outputFile, run, sha256File, summaryOf } from './helpers.js';
+import { bucketpipe, errorLine, logText, MiB, mixedInputSuite, outputFile, run, sampler, sha256File, summaryOf } from './helpers.js';
 
 const CHUNK = 64 * 1024;
 const MAX_LAG = 16; // --max-lag 1MiB with 64 KiB chunks
@@ -53,20 +52,14 @@ describe('send --max-lag', () => {
     // Sample while both run. The listing comes first and the cursor after it: positions only grow,
     // so a chunk listed before the cursor was read is counted against a position no smaller than
     // the one the sender had read when it let that chunk be read from the source.
-    let running = true;
-    const samples: Array<{ beyond: number; position: number; highest: number }> = [];
-    const sampling = (async () => {
-      while (running) {
-        const indexes = await chunkIndexes(stream);
-        const position = await slowestPosition(stream);
-        samples.push({ beyond: indexes.filter((i) => i >= position).length, position, highest: Math.max(-1, ...indexes) });
-        await sleep(50);
-      }
-    })();
+    const sampling = sampler(async () => {
+      const indexes = await chunkIndexes(stream);
+      const position = await slowestPosition(stream);
+      return { beyond: indexes.filter((i) => i >= position).length, position, highest: Math.max(-1, ...indexes) };
+    }, 50);
     const sent = await sender.done;
     const got = await received;
-    running = false;
-    await sampling;
+    const samples = await sampling.stop();
 
     expect(sent.code, sent.stderr).toBe(0);
     expect(got.code, got.stderr).toBe(0);

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorLine, MiB, outputFile, run, sha256File, summaryOf, tempDir } from './helpers.js';
+import { errorLine, MiB, outputFile, run, sampler, sha256File, summaryOf, tempDir } from './helpers.js';
 
 const RATE = 20e6; // --rate 20MB/s
 const CHUNK = 4 * MiB;
@@ -15,23 +14,12 @@ interface Sample {
 }
 
 /** Samples `measure()` every 25 ms until stopped: how the bytes arrived over time. */
-function sampler(measure: () => Promise<number>) {
-  const samples: Sample[] = [];
-  let running = true;
+function byteSampler(measure: () => Promise<number>): { stop: () => Promise<Sample[]> } {
   const started = performance.now();
-  const loop = (async () => {
-    while (running) {
-      samples.push({ ms: performance.now() - started, bytes: await measure() });
-      await sleep(25);
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-      return samples;
-    },
-  };
+  return sampler(async () => {
+    const ms = performance.now() - started;
+    return { ms, bytes: await measure() };
+  }, 25);
 }
 
 async function chunkBytes(stream: string): Promise<number> {
@@ -83,7 +71,7 @@ describe('--rate paces transfers smoothly (directory store, as separate processe
   afterAll(() => work.cleanup());
 
   it('send --rate 20MB/s uploads at 20 MB/s within 10%, without bursts or stalls', async () => {
-    const watch = sampler(() => chunkBytes(stream));
+    const watch = byteSampler(() => chunkBytes(stream));
     const sent = await run(['send', stream, ...rateArgs, '--chunk-size', '4MiB', '--manifest-interval', '200ms', '--', 'cat', input]);
     const samples = await watch.stop();
     expect(sent.code, sent.stderr).toBe(0);
@@ -108,7 +96,7 @@ describe('--rate paces transfers smoothly (directory store, as separate processe
   it('receive --rate 20MB/s downloads at 20 MB/s within 10%, byte-identical', async () => {
     const outPath = join(work.path, 'received.bin');
     const out = await outputFile(outPath);
-    const watch = sampler(() => stat(outPath).then((s) => s.size));
+    const watch = byteSampler(() => stat(outPath).then((s) => s.size));
     const received = await run(['receive', stream, ...rateArgs, '--poll-interval', '200ms'], { stdoutFile: out.fd }).finally(() =>
       out.close(),
     );
