@@ -1,12 +1,12 @@
 import { createDecipheriv, createHash, createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { partlyCompressibleBytes } from '@bucketpipe/store-testkit';
 import { describe, expect, it } from 'vitest';
 import { ChunkFlag, HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
 import { EncryptionKey, type StreamKeys } from './encryption.js';
 import { ExitCode, IntegrityError } from './errors.js';
-import { compressibleBytes } from './pipeline-test-kit.js';
 import { streamIdToBytes } from './stream-id.js';
 
 const STREAM = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b';
@@ -103,7 +103,7 @@ function flip(object: Uint8Array, offset: number, bit = 0x01): Uint8Array {
   return copy;
 }
 
-const raw = compressibleBytes(50_000, 5);
+const raw = partlyCompressibleBytes(50_000, 5);
 const plainObject = encode(raw);
 const encrypted = encode(raw, { keys });
 
@@ -166,7 +166,7 @@ describe('ChunkCodec.encode with keys', () => {
   });
 
   it('encodes only raw[0, rawLength) of a larger slab', () => {
-    const slab = compressibleBytes(CHUNK_SIZE, 9);
+    const slab = partlyCompressibleBytes(CHUNK_SIZE, 9);
     const out = new Uint8Array(chunkObjectBound(CHUNK_SIZE));
     const result = codec.encode({ kind: 'encode', raw: slab, rawLength: 100, out, streamId, index: INDEX, level: 1, keys });
     const object = out.slice(0, result.objectLength);
@@ -199,7 +199,7 @@ describe('ChunkCodec.decode with keys', () => {
       [12_345, 3],
       [1, 1],
     ] as const) {
-      const bytes = compressibleBytes(length, length);
+      const bytes = partlyCompressibleBytes(length, length);
       const object = encode(bytes, { keys, level });
       const job = decodeJob(object, { rawLength: length });
       const result = codec.decode(job);

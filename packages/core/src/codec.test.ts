@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { partlyCompressibleBytes } from '@bucketpipe/store-testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
 import { ExitCode, IntegrityError } from './errors.js';
-import { compressibleBytes } from './pipeline-test-kit.js';
 import { streamIdToBytes } from './stream-id.js';
 
 const ZSTD = '/usr/bin/zstd';
@@ -63,7 +63,7 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 
 describe('ChunkCodec', () => {
   it('encodes a header frame followed by one zstd frame with content size and checksum', () => {
-    const raw = compressibleBytes(CHUNK_SIZE);
+    const raw = partlyCompressibleBytes(CHUNK_SIZE);
     const object = encode(raw);
     const { header, payload } = readChunk(object, 'k');
     expect(header.index).toBe(3);
@@ -91,7 +91,7 @@ describe('ChunkCodec', () => {
       [12_345, 3],
       [1, 1],
     ] as const) {
-      const raw = compressibleBytes(length, length);
+      const raw = partlyCompressibleBytes(length, length);
       const object = encode(raw, 3, level);
       const result = codec.decode(decodeJob(object));
       expect(result.rawLength).toBe(length);
@@ -102,13 +102,13 @@ describe('ChunkCodec', () => {
   });
 
   it('accepts a chunk whose length matches an exact expected length', () => {
-    const raw = compressibleBytes(1000);
+    const raw = partlyCompressibleBytes(1000);
     const result = codec.decode(decodeJob(encode(raw), { rawLength: 1000 }));
     expect(result.rawLength).toBe(1000);
   });
 
   it('encodes only raw[0, rawLength) of a larger slab', () => {
-    const slab = compressibleBytes(CHUNK_SIZE);
+    const slab = partlyCompressibleBytes(CHUNK_SIZE);
     const out = new Uint8Array(chunkObjectBound(CHUNK_SIZE));
     const result = codec.encode({ kind: 'encode', raw: slab, rawLength: 100, out, streamId, index: 0, level: 1 });
     const { header } = readChunk(out.subarray(0, result.objectLength), 'k');
@@ -117,14 +117,14 @@ describe('ChunkCodec', () => {
   });
 
   it('decompresses with the standalone zstd CLI to exactly the raw bytes', () => {
-    const raw = compressibleBytes(CHUNK_SIZE, 7);
+    const raw = partlyCompressibleBytes(CHUNK_SIZE, 7);
     const output = execFileSync(ZSTD, ['-d', '-c', '-q'], { input: encode(raw) });
     expect(output.length).toBe(raw.length);
     expect(output.equals(raw)).toBe(true);
   });
 
   it('concatenated chunk objects decompress with the zstd CLI to the concatenated stream (cat chunks/* | zstd -d)', () => {
-    const parts = [compressibleBytes(CHUNK_SIZE, 1), compressibleBytes(CHUNK_SIZE, 2), compressibleBytes(777, 3)];
+    const parts = [partlyCompressibleBytes(CHUNK_SIZE, 1), partlyCompressibleBytes(CHUNK_SIZE, 2), partlyCompressibleBytes(777, 3)];
     const objects = parts.map((raw, index) => encode(raw, index));
     const output = execFileSync(ZSTD, ['-d', '-c', '-q'], { input: Buffer.concat(objects) });
     expect(output.equals(Buffer.concat(parts))).toBe(true);
@@ -135,7 +135,7 @@ describe('ChunkCodec', () => {
   describe('decode rejects', () => {
     let object: Uint8Array;
     beforeAll(() => {
-      object = encode(compressibleBytes(5000));
+      object = encode(partlyCompressibleBytes(5000));
     });
 
     it('a chunk of another stream (BP_CHUNK_FOREIGN)', () => {

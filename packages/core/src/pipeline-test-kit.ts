@@ -104,17 +104,6 @@ export function craftChunk(streamId: string, index: number, raw: Uint8Array): Ui
   return out.slice(0, encoded.objectLength);
 }
 
-/** Deterministic, partly compressible bytes (half of every 64 random, half a counter). */
-export function compressibleBytes(length: number, seed = 1): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    bytes[i] = i % 64 < 32 ? (x >>> 24) & 0xff : i & 0xff;
-  }
-  return bytes;
-}
-
 /** A valid manifest of a stream being sent: 2 chunks of 16 MiB so far. */
 export function sendingManifest(streamId = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b'): Manifest {
   return {

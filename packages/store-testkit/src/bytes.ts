@@ -30,6 +30,17 @@ export function compressibleBytes(length: number): Uint8Array {
   return out;
 }
 
+/** Partly compressible bytes, different for each seed: in every 64, 32 seeded random ones and 32 of a counter. */
+export function partlyCompressibleBytes(length: number, seed = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    bytes[i] = i % 64 < 32 ? (x >>> 24) & 0xff : i & 0xff;
+  }
+  return bytes;
+}
+
 /** Yields `bytes` in pieces of `pieceSize` (views, not copies), like a pipe delivering a stream. */
 export async function* pieces(bytes: Uint8Array, pieceSize: number): AsyncGenerator<Uint8Array, void, undefined> {
   for (let at = 0; at < bytes.length; at += pieceSize) {

@@ -1,4 +1,4 @@
-export { compressibleBytes, pieces, randomBytes } from './bytes.js';
+export { compressibleBytes, partlyCompressibleBytes, pieces, randomBytes } from './bytes.js';
 export { type ConformanceOptions, describeStoreConformance, expectStoreError } from './conformance.js';
 export {
   type FaultRule,
