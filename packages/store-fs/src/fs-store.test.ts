@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeStoreConformance, expectStoreError } from '@bucketpipe/store-testkit';
+import { fileURLToPath } from 'node:url';
+import { describeStoreConformance, expectStoreError, reachableByOthers } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStore } from './fs-store.js';
 
@@ -370,7 +371,9 @@ async function keys(store: FsStore, prefix: string): Promise<string[]> {
 }
 
 describe('FsStore permission errors', () => {
-  const canSwitchUser = process.platform !== 'win32' && process.getuid?.() === 0;
+  // The child loads this package's build: as uid 65534 it must be able to reach the repository.
+  const canSwitchUser =
+    process.platform !== 'win32' && process.getuid?.() === 0 && reachableByOthers(fileURLToPath(new URL('.', storeFsUrl)));
 
   /** A store whose root and one object belong to root (or to us) and refuse others. */
   async function lockedStore(): Promise<string> {
@@ -397,14 +400,17 @@ describe('FsStore permission errors', () => {
 
   // Root ignores file modes, so the refusal must come from another user: a child process as uid
   // 65534 (nobody). Without root we cannot switch users, and the test is skipped.
-  it.skipIf(!canSwitchUser)('map to kind auth (child process as uid 65534 on a root-owned store; skipped unless run as root)', async () => {
-    const root = await lockedStore();
-    const [result] = await race([{ kind: 'calls', root, calls }], { uid: 65534, gid: 65534 });
-    expect(result?.ok, JSON.stringify(result)).toBe(true);
-    expect(result?.calls?.map((c) => c.kind)).toEqual(['auth', 'auth', 'auth', 'auth', 'auth']);
-    expect(result?.calls?.[0]?.message).toContain('permission denied');
-    const store = new FsStore(root);
-    expect(text((await store.get('manifest.json'))?.body)).toBe('m');
-    expect(await store.head('new.json')).toBeNull();
-  });
+  it.skipIf(!canSwitchUser)(
+    'map to kind auth (child process as uid 65534 on a root-owned store; skipped unless run as root, with the repository reachable by that user)',
+    async () => {
+      const root = await lockedStore();
+      const [result] = await race([{ kind: 'calls', root, calls }], { uid: 65534, gid: 65534 });
+      expect(result?.ok, JSON.stringify(result)).toBe(true);
+      expect(result?.calls?.map((c) => c.kind)).toEqual(['auth', 'auth', 'auth', 'auth', 'auth']);
+      expect(result?.calls?.[0]?.message).toContain('permission denied');
+      const store = new FsStore(root);
+      expect(text((await store.get('manifest.json'))?.body)).toBe('m');
+      expect(await store.head('new.json')).toBeNull();
+    },
+  );
 });

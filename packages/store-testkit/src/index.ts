@@ -9,5 +9,6 @@ export {
   type StoreRequest,
   truncate,
 } from './faulty-store.js';
+export { reachableByOthers } from './fs-permissions.js';
 export { MemorySink } from './memory-sink.js';
 export { byteOrder, MemoryStore } from './memory-store.js';
