@@ -4,6 +4,7 @@ export * from './layout.js';
 export * from './plan-prune.js';
 export * from './plan-receive.js';
 export * from './plan-send.js';
+export * from './series-owner.js';
 export * from './series-receiver.js';
 export * from './series-record.js';
 export * from './snapshot-ref.js';

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { ObjectStore } from '@bucketpipe/core';
 import { createRecord, isCount, isNonEmptyString, isTime, problemList, readRecord, replaceRecord, type Versioned } from './json-record.js';
 import { SERIES_KEY } from './layout.js';
+import { isSnapshotRef, type SnapshotRef } from './snapshot-ref.js';
 
 export const SERIES_FORMAT = 'bucketpipe.series';
 export const SERIES_VERSION = 1;
@@ -31,6 +32,8 @@ export interface SeriesRecord {
   sender: SeriesSender;
   /** Streams 0 … streams − 1 exist (each has its replication.json and manifest). */
   streams: number;
+  /** The source's newest snapshot when the sender last looked (its heartbeat), for `inspect`. */
+  sourceNewest?: SnapshotRef;
   /** Set once, with the stream that ends the series (the cut-over's); nothing is added after it. */
   final?: { seq: number; snapshot: string; at: string };
 }
@@ -52,6 +55,7 @@ export function parseSeriesRecord(v: Record<string, unknown>): { value: SeriesRe
     '"sender" must have id, host, pid and heartbeatAt',
   );
   need(isCount(v.streams), '"streams" must be a non-negative integer');
+  need(v.sourceNewest === undefined || isSnapshotRef(v.sourceNewest), '"sourceNewest" must be a snapshot (name, guid, creation)');
   const f = v.final as Record<string, unknown> | undefined;
   need(
     f === undefined || (typeof f === 'object' && f !== null && isCount(f.seq) && isNonEmptyString(f.snapshot) && isTime(f.at)),
