@@ -112,8 +112,9 @@ function stderrTail(child: ChildProcess): () => Promise<string> {
   const closed = new Promise<void>((resolve) => stderr?.once('close', resolve) ?? resolve());
   return async () => {
     await Promise.race([closed, sleep(1000)]);
-    const last = tail.trim().split('\n').at(-1)?.trim();
-    return last ? `: ${last}` : '';
+    // zfs wraps its messages ("…has been modified\nsince most recent snapshot"): the last lines, as one.
+    const words = tail.trim().split('\n').slice(-3).join(' ').replace(/\s+/g, ' ').slice(-400);
+    return words ? `: ${words}` : '';
   };
 }
 

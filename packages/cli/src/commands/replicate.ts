@@ -70,8 +70,8 @@ options:
                         the receivers have applied (default ${DEFAULT_KEEP})
   --snapshot NAME       send this existing snapshot (the part after @) as the full stream, instead
                         of taking one; used only when the series starts
-  --send-flags "FLAGS"  zfs send flags, e.g. "-c -L" or "-w" (not -i/-I/-n/-v/-P: the daemon
-                        chooses what is sent)
+  --send-flags=FLAGS    zfs send flags, e.g. --send-flags="-c -L" or --send-flags=-w (with "=": the
+                        value starts with "-"; not -i/-I/-n/-v/-P: the daemon chooses what is sent)
   --poll-interval D     how often a waiting daemon looks for a cut-over request (default 1s)
   --stale-after D       how old another host's sender heartbeat must be before this daemon takes
                         the series over (default ${DEFAULT_STALE_AFTER_MS / 1000}s; a sender of this host whose
@@ -102,7 +102,8 @@ its first chunk, out of the bucket. It may start before the sender daemon.
 
 options:
   --dataset POOL/DS     the target dataset (required); zfs recv creates it with the full stream
-  --recv-flags "FLAGS"  zfs recv flags, e.g. "-F -u" or "-o canmount=off" (not -n/-v/-d/-e). -F lets
+  --recv-flags=FLAGS    zfs recv flags, e.g. --recv-flags="-F -u" or --recv-flags="-o canmount=off" (with
+                        "=": the value starts with "-"; not -n/-v/-d/-e). -F lets
                         zfs recv roll back a target changed since its newest snapshot. With -s
                         (resumable receive), a partial receive state left by an interrupted run is
                         aborted (zfs recv -A) and the stream is applied again from the bucket
@@ -204,7 +205,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, sendSpec, 'replicate send');
   const url = exactlyOnePositional(parsed, 'replicate send', '<series-url>');
   if (parsed.command.length > 0)
-    throw new UsageError('replicate send runs zfs send itself: give zfs send flags with --send-flags "…", not after --');
+    throw new UsageError('replicate send runs zfs send itself: give zfs send flags with --send-flags="…", not after --');
   const { values } = parsed;
   const dataset = requiredDataset(values, 'replicate send');
   const chunkSize = sizeOption(values, 'chunk-size', DEFAULT_CHUNK_SIZE, 0);
@@ -325,7 +326,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, receiveSpec, 'replicate receive');
   const url = exactlyOnePositional(parsed, 'replicate receive', '<series-url>');
   if (parsed.command.length > 0)
-    throw new UsageError('replicate receive runs zfs recv itself: give zfs recv flags with --recv-flags "…", not after --');
+    throw new UsageError('replicate receive runs zfs recv itself: give zfs recv flags with --recv-flags="…", not after --');
   const { values } = parsed;
   const dataset = requiredDataset(values, 'replicate receive');
   const recvFlags = parseRecvFlags(stringOption(values, 'recv-flags') ?? '');

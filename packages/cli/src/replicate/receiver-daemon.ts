@@ -12,6 +12,7 @@ import {
   readManifest,
   receive,
   type Sink,
+  SinkFailedError,
   StreamConflictError,
   withRetry,
 } from '@bucketpipe/core';
@@ -142,7 +143,11 @@ export async function runReceiverDaemon(options: ReceiverDaemonOptions): Promise
         options.events.waiting(null);
         waitingPublished = false;
         await publish({ state: 'receiving', receiving: plan.stream.seq });
-        const outcome = await applyStream(options, plan.stream);
+        const outcome = await applyStream(options, plan.stream).catch(async (error: unknown) => {
+          const refused = targetRefusal(error, dataset, plan);
+          await publish({ state: 'failed', error: (refused ?? (error as Error)).message.split('\n')[0] }).catch(() => {});
+          throw refused ?? error;
+        });
         if (outcome === 'retry') continue;
         const applied = await appliedNow(zfs, dataset, plan.stream);
         await zfs.hold(tag, [`${dataset}@${applied.snapshot}`]);
@@ -259,6 +264,19 @@ async function waitWhileAborted(options: ReceiverDaemonOptions, seq: number): Pr
     const found = await withRetry(() => readManifest(store), { policy: options.retry, signal });
     if (found?.manifest.state !== 'aborted') return;
   }
+}
+
+/**
+ * zfs recv's own refusal of a target changed since its newest snapshot, as a conflict that names the
+ * fix; undefined for any other failure.
+ */
+function targetRefusal(error: unknown, dataset: string, plan: Extract<ReceivePlan, { kind: 'apply' }>): Error | undefined {
+  if (!(error instanceof SinkFailedError) || !/has been modified\s+since most recent snapshot/.test(error.message)) return undefined;
+  const base = plan.after ? `@${plan.after.to.name}` : 'its newest snapshot';
+  return new StreamConflictError(
+    'BP_TARGET_MODIFIED',
+    `target ${dataset} has been modified since most recent snapshot ${base} (zfs recv refused stream ${plan.stream.seq}; nothing was received): pass --recv-flags=-F to let zfs recv roll the change back, or undo it`,
+  );
 }
 
 /** The stream's to-snapshot as the target holds it now; an error when `zfs recv` ended 0 without it. */
