@@ -104,6 +104,16 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
       `a stream after ${streams - 1} to be applied`,
     );
   }
+  /** The daemon's /metrics, at the address it printed. */
+  async function scrape(daemon: Running): Promise<string> {
+    const url = await waitFor(() => /metrics on (http:\/\/[^ ,]+\/metrics)/.exec(daemon.stderr())?.[1], 10_000, 'the metrics address');
+    return (await fetch(url)).text();
+  }
+  const metricValue = (text: string, name: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+    if (!line) throw new Error(`no ${name} in /metrics`);
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
   async function cutover(series: string) {
     const result = await run(['replicate', 'cutover', series, '--poll-interval', '100ms']);
     expect(result.code, result.stderr).toBe(0);
@@ -112,13 +122,21 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
 
   it('replicates the full copy and increments, then cuts over: identical files, every snapshot in order', async () => {
     const { source, sourceDir, target, series } = await setup('inc');
-    const send = sender(series, source);
-    const recv = receiver(series, target);
+    const send = sender(series, source, ['--metrics-addr', '127.0.0.1:0']);
+    const recv = receiver(series, target, ['--metrics-addr', '127.0.0.1:0']);
     for (let round = 0; round < 3; round++) {
       await writeFile(join(sourceDir, `round-${round}.bin`), randomBytes(2 * MiB));
       await appendFile(join(sourceDir, 'sub/text.sql'), `-- round ${round}\n`);
       await waitForNewStreamApplied(series);
     }
+    const applied = await appliedSeq(series, 'r1');
+    const receiverMetrics = await scrape(recv);
+    expect(metricValue(receiverMetrics, 'bucketpipe_streams_applied_total')).toBeGreaterThanOrEqual(applied + 1);
+    expect(metricValue(receiverMetrics, 'bucketpipe_series_stream')).toBeGreaterThanOrEqual(applied);
+    const lag = metricValue(receiverMetrics, 'bucketpipe_replication_lag_seconds');
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(60);
+    expect(metricValue(await scrape(send), 'bucketpipe_streams_sent_total')).toBeGreaterThanOrEqual(applied + 1);
     await writeFile(join(sourceDir, 'last.bin'), randomBytes(MiB));
     const summary = await cutover(series);
     const [sent, received] = await Promise.all([send.done, recv.done]);

@@ -26,11 +26,12 @@ import {
 } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import type { Log } from '../log/index.js';
+import { type CommandMetrics, metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { runCutover } from '../replicate/cutover.js';
-import { runReceiverDaemon } from '../replicate/receiver-daemon.js';
-import { runSenderDaemon } from '../replicate/sender-daemon.js';
+import { type ReceiverDaemonEvents, runReceiverDaemon } from '../replicate/receiver-daemon.js';
+import { runSenderDaemon, type SenderDaemonEvents } from '../replicate/sender-daemon.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
@@ -85,6 +86,8 @@ options:
   --rate RATE           pace the uploads (200MB/s, 1Gbit/s)
   --no-fsync            (directory store) do not fsync chunks
 ${encryptionOptionHelp}
+${metricsOptionsHelp}
+                        also bucketpipe_streams_sent_total and bucketpipe_series_stream
   -q, --quiet           no progress line
   -h, --help
 
@@ -116,6 +119,10 @@ options:
                         how long a chunk the manifest counts may stay unreadable (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
   --rate RATE           pace the downloads
 ${encryptionOptionHelp}
+${metricsOptionsHelp}
+                        also bucketpipe_replication_lag_seconds (now minus the creation time of
+                        the newest snapshot on the target), bucketpipe_streams_applied_total and
+                        bucketpipe_series_stream
   -q, --quiet           no progress line
   -h, --help
 
@@ -146,6 +153,7 @@ const streamOptions: OptionSpec = {
   ...rateOptionSpec,
   ...storeOptionSpec,
   ...encryptionOptionSpec,
+  ...metricsOptionSpec,
 };
 
 const sendSpec: OptionSpec = {
@@ -229,6 +237,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
   const encryption = await encryptionKeyOption(values);
   const zfs = new Zfs();
 
+  const metrics = await startMetrics('send', values, log);
   const store = await openStreamStore(
     url,
     storeOpenOptions(values, { fsync: values['no-fsync'] !== true, concurrency: String(concurrency) }),
@@ -256,10 +265,10 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
         manifestIntervalMs: durationOption(values, 'manifest-interval', 1000),
         encryptionKey: encryption.key,
         codec,
-        wrapStore: (s) => rateLimited(s, rate),
+        wrapStore: (s) => rateLimited(metrics.store(s), rate),
       },
       signal: interrupt.signal,
-      events: {
+      events: meteredSenderEvents(metrics, {
         series: (s) =>
           progress.message(
             s.created
@@ -303,7 +312,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
             { destroyed, released },
           ),
         warning: (text) => progress.warning(text),
-      },
+      }),
     });
     progress.summary({
       command: 'replicate send',
@@ -317,6 +326,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
     return 0;
   } finally {
     interrupt.dispose();
+    await metrics.close();
     await codec.close();
     await store.close();
   }
@@ -348,6 +358,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
   const encryption = await encryptionKeyOption(values);
   const zfs = new Zfs();
 
+  const metrics = await startMetrics('receive', values, log);
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const progress = new ProgressReporter(log, { quiet: values.quiet === true });
   if (encryption.warning) progress.warning(encryption.warning);
@@ -367,10 +378,11 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
         codec,
         missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
         encryptionKey: encryption.key,
-        wrapStore: (s) => rateLimited(s, rate),
+        wrapStore: (s) => rateLimited(metrics.store(s), rate),
+        wrapSink: (sink) => metrics.sink(sink),
       },
       signal: interrupt.signal,
-      events: {
+      events: meteredReceiverEvents(metrics, {
         series: (s) =>
           progress.message(`following series ${s.seriesId} at ${store.description} (${s.dataset}) into ${dataset}`, 'series', {
             seriesId: s.seriesId,
@@ -414,7 +426,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
           ),
         waiting: (what) => progress.waiting(what),
         warning: (text) => progress.warning(text),
-      },
+      }),
     });
     progress.summary({
       command: 'replicate receive',
@@ -427,6 +439,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
     return 0;
   } finally {
     interrupt.dispose();
+    await metrics.close();
     await codec.close();
     await store.close();
   }
@@ -467,6 +480,45 @@ async function runReplicateCutover(argv: string[], log: Log): Promise<number> {
     interrupt.dispose();
     await store.close();
   }
+}
+
+/** The daemon's events, told to its metrics as well: each stream's progress, the streams done, waits. */
+function meteredSenderEvents(metrics: CommandMetrics, events: SenderDaemonEvents): SenderDaemonEvents {
+  const replication = metrics.replication('send');
+  return {
+    ...events,
+    streamProgress: (stream, progress) => {
+      metrics.send(progress);
+      events.streamProgress(stream, progress);
+    },
+    streamDone: (stream, summary) => {
+      replication.streamSent(stream.seq);
+      events.streamDone(stream, summary);
+    },
+    waiting: (what) => {
+      metrics.waiting(what);
+      events.waiting(what);
+    },
+  };
+}
+
+function meteredReceiverEvents(metrics: CommandMetrics, events: ReceiverDaemonEvents): ReceiverDaemonEvents {
+  const replication = metrics.replication('receive');
+  return {
+    ...events,
+    applyProgress: (stream, progress) => {
+      metrics.receive(progress);
+      events.applyProgress(stream, progress);
+    },
+    applied: (stream, summary, applied) => {
+      replication.streamApplied(stream.seq, applied.creation);
+      events.applied(stream, summary, applied);
+    },
+    waiting: (what) => {
+      metrics.waiting(what);
+      events.waiting(what);
+    },
+  };
 }
 
 function lagText(creation: number): string {
