@@ -3,7 +3,7 @@
 // `replicate receive` on the target pool as separate processes, killed and restarted, cut over.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
@@ -285,14 +285,14 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
     await send.done;
   });
 
-  it('destroys source snapshots only once the receivers applied them, keeping --keep of its own', async () => {
+  it('destroys source snapshots only once the receivers applied them, keeping --keep of its own; --delete-applied empties the applied streams', async () => {
     const { source, sourceDir, target, series } = await setup('prune');
     const send = sender(series, source, ['--keep', '2']);
     await waitFor(async () => ((await seriesStreams(series)) >= 5 ? true : undefined), 30_000, 'five streams');
     // No receiver registered yet: every snapshot of the series stays.
     const own = (names: string[]) => names.filter((n) => n.startsWith('bp-'));
     expect(own(await snapshotsOf(source)).length).toBeGreaterThanOrEqual(5);
-    const recv = receiver(series, target);
+    const recv = receiver(series, target, ['--delete-applied']);
     await writeFile(join(sourceDir, 'late.bin'), randomBytes(MiB));
     await waitForNewStreamApplied(series);
     const summary = await cutover(series);
@@ -304,5 +304,13 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
     const left = own(await snapshotsOf(source));
     expect(left).toEqual([await streamTo(series, final.seq - 1), final.snapshot]);
     expect(await snapshotsOf(target)).toContain(final.snapshot);
+    // --delete-applied: the only receiver applied every stream, so no chunk object is left; the records are.
+    for (let seq = 0; seq <= final.seq; seq++) {
+      const root = join(series, 'streams', String(seq).padStart(12, '0'));
+      expect(existsSync(join(root, 'chunks')) ? await readdir(join(root, 'chunks')) : []).toEqual([]);
+      expect((await manifestOf(series, seq))?.state).toBe('complete');
+    }
+    expect(summaryOf(received.stderr)).toMatchObject({ command: 'replicate receive' });
+    expect(received.stderr).toMatch(/"event":"deleted"/);
   });
 });

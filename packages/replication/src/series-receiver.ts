@@ -38,6 +38,8 @@ export interface SeriesReceiverRecord {
   updatedAt: string;
   /** With state `failed`: one line saying why. */
   error?: string;
+  /** `replicate receive --delete-applied`: the chunks of streams 0 … deletedThrough are deleted (every receiver had applied them). */
+  deletedThrough?: number;
 }
 
 export function parseSeriesReceiver(v: Record<string, unknown>): { value: SeriesReceiverRecord } | { problems: string[] } {
@@ -64,6 +66,7 @@ export function parseSeriesReceiver(v: Record<string, unknown>): { value: Series
   );
   need(v.receiving === undefined || isCount(v.receiving), '"receiving" must be a stream number');
   need(isTime(v.updatedAt), '"updatedAt" must be an RFC 3339 time');
+  need(v.deletedThrough === undefined || isCount(v.deletedThrough), '"deletedThrough" must be a stream number');
   return problems.length > 0 ? { problems } : { value: v as unknown as SeriesReceiverRecord };
 }
 

@@ -118,6 +118,9 @@ options:
   --missing-chunk-timeout D
                         how long a chunk the manifest counts may stay unreadable (default ${defaultMissingChunkPolicy.timeoutMs / 1000}s)
   --rate RATE           pace the downloads
+  --delete-applied      once every registered receiver of the series has applied a stream, delete
+                        its chunk objects (its manifest and records stay: inspect still shows it).
+                        Like receive --delete-consumed: no replay from the bucket of those streams
 ${encryptionOptionHelp}
 ${metricsOptionsHelp}
                         also bucketpipe_replication_lag_seconds (now minus the creation time of
@@ -176,6 +179,7 @@ const receiveSpec: OptionSpec = {
   'recv-flags': { type: 'string' },
   'receiver-id': { type: 'string' },
   'missing-chunk-timeout': { type: 'string' },
+  'delete-applied': { type: 'boolean' },
 };
 
 const cutoverSpec: OptionSpec = { 'no-wait': { type: 'boolean' }, 'poll-interval': { type: 'string' }, ...storeOptionSpec };
@@ -372,6 +376,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
       recvFlags,
       receiverId,
       pollMs,
+      deleteApplied: values['delete-applied'] === true,
       stream: {
         concurrency,
         bufferBytes,
@@ -423,6 +428,15 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
             `the final snapshot ${dataset}@${applied.snapshot} is on the target${seconds === null ? '' : `: cut-over took ${seconds.toFixed(1)}s from the request (by the clocks of two machines)`}`,
             'cutover',
             { snapshot: applied.snapshot, cutoverSeconds: seconds },
+          ),
+        deleted: (chunks, through) =>
+          progress.message(
+            `deleted ${chunks} chunk objects of the streams through ${through}, which every receiver has applied`,
+            'deleted',
+            {
+              chunksDeleted: chunks,
+              deletedThrough: through,
+            },
           ),
         waiting: (what) => progress.waiting(what),
         warning: (text) => progress.warning(text),

@@ -34,6 +34,7 @@ import {
 } from '@bucketpipe/replication';
 import type { Snapshot, Zfs } from '@bucketpipe/zfs';
 import { commandSink } from '../sink.js';
+import { deleteAppliedStreams } from './applied-stream-deleter.js';
 import { holdTag } from './hold-tag.js';
 import { pause } from './pause.js';
 
@@ -46,6 +47,8 @@ export interface ReceiverDaemonOptions {
   recvFlags: string[];
   receiverId: string;
   pollMs: number;
+  /** Delete the chunks of the streams every registered receiver has applied (deleteAppliedStreams). */
+  deleteApplied: boolean;
   stream: {
     concurrency: number;
     bufferBytes: number;
@@ -67,6 +70,8 @@ export interface ReceiverDaemonEvents {
   applied(stream: StreamRecord, summary: ReceiveSummary, applied: AppliedStream): void;
   /** The cut-over's final stream is on the target: how long after the request (by the two machines' clocks). */
   cutover(seconds: number | null, applied: AppliedStream): void;
+  /** --delete-applied deleted the chunks of streams up to `through`. */
+  deleted(chunks: number, through: number): void;
   waiting(what: string | null): void;
   warning(text: string): void;
 }
@@ -105,6 +110,7 @@ export async function runReceiverDaemon(options: ReceiverDaemonOptions): Promise
       dataset,
       state: 'waiting',
       applied: cursor?.applied ?? null,
+      ...(cursor?.deletedThrough === undefined ? {} : { deletedThrough: cursor.deletedThrough }),
       ...change,
       updatedAt: new Date().toISOString(),
     };
@@ -155,6 +161,19 @@ export async function runReceiverDaemon(options: ReceiverDaemonOptions): Promise
         await publish({ state: 'waiting', applied });
         streamsApplied++;
         options.events.applied(plan.stream, outcome, applied);
+        if (options.deleteApplied) {
+          const deleted = await deleteAppliedStreams({
+            store,
+            seriesId,
+            deletedThrough: cursor?.deletedThrough ?? -1,
+            retry: options.retry,
+            signal,
+          });
+          if (deleted.deletedThrough !== (cursor?.deletedThrough ?? -1)) {
+            await publish({ state: 'waiting', deletedThrough: deleted.deletedThrough });
+            options.events.deleted(deleted.chunks, deleted.deletedThrough);
+          }
+        }
         continue;
       }
     }
