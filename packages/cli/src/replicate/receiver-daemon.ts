@@ -242,7 +242,7 @@ async function applyStream(options: ReceiverDaemonOptions, stream: StreamRecord)
     );
   }
   options.events.applyStart(stream);
-  const sink = await commandSink(zfs.recvArgv(options.recvFlags, dataset), { captureStderr: true });
+  const sink = await commandSink(await zfs.recvArgv(options.recvFlags, dataset), { captureStderr: true });
   try {
     const store = new PrefixedStore(options.store, streamPrefix(stream.seq));
     return await receive({
