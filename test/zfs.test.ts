@@ -2,8 +2,8 @@
 // through the directory store, with Debian's zfs-fuse daemon started here (test/servers/zfs.ts).
 // Needs root, /dev/fuse and the zfs-fuse package (.ci/run installs it); no Ceph or GCS server.
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';

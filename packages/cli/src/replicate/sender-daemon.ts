@@ -256,7 +256,11 @@ async function takeSnapshot(zfs: Zfs, dataset: string, events: SenderDaemonEvent
 async function sendStream(options: SenderDaemonOptions, stream: StreamRecord, resume: boolean): Promise<void> {
   const { zfs, dataset, signal } = options;
   options.events.streamStart(stream, resume);
-  const argv = await zfs.sendArgv(stream.sendFlags, `${dataset}@${stream.to.name}`, stream.from ? `${dataset}@${stream.from.name}` : undefined);
+  const argv = await zfs.sendArgv(
+    stream.sendFlags,
+    `${dataset}@${stream.to.name}`,
+    stream.from ? `${dataset}@${stream.from.name}` : undefined,
+  );
   for (;;) {
     const source = await commandSource(argv);
     try {
