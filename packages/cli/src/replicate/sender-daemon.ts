@@ -33,7 +33,6 @@ import { bucketpipeSnapshotName, isBucketpipeSnapshotName, type Snapshot, Stream
 import { commandSource } from '../source.js';
 import { holdTag } from './hold-tag.js';
 import { pause } from './pause.js';
-import { isProcessGone } from './process-liveness.js';
 
 export interface SenderDaemonOptions {
   /** The series root. */
@@ -97,7 +96,6 @@ export async function runSenderDaemon(options: SenderDaemonOptions): Promise<Sen
     store,
     dataset,
     staleAfterMs: options.staleAfterMs,
-    isGoneHere: isProcessGone,
     retry: options.retry,
     signal,
   });
