@@ -1,4 +1,6 @@
-import { defaultMissingChunkPolicy, relay, UsageError } from '@bucketpipe/core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaultMissingChunkPolicy, MANIFEST_KEY, type ObjectStore, relay, UsageError, withRetry } from '@bucketpipe/core';
+import { relaySeries, SERIES_KEY } from '@bucketpipe/replication';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import type { Log } from '../log/index.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
@@ -17,6 +19,16 @@ every chunk it counts is there, so receivers can follow the destination as it fi
 restarted relay carries on from the destination's manifest. Exits 0 when the source stream is
 complete and fully copied.
 
+A series (<from-url> holds series.json, written by replicate send) is relayed stream after stream,
+live: each stream's replication.json is copied, the destination's series.json is made to count the
+stream, then the stream is relayed as above, so a replicate receive daemon at <to-url> follows the
+copy. Restarted, it carries on from the destination's series.json. The series receivers at <to-url>
+(receivers/<id>.json) are copied back to <from-url>'s receivers/ whenever they change, so that the
+sender daemon's snapshot pruning and replicate cutover see them: this needs write access to that
+prefix at the source (without it: a warning, and the sender daemon never prunes what those
+receivers still need). Exits 0 when the final stream is relayed and every receiver at <to-url> has
+applied it.
+
 options:
   --concurrency N       chunk copies in flight, each holding one chunk in memory (default 8)
   --poll-interval D     how often to look at the source manifest (default 1s)
@@ -34,6 +46,7 @@ ${storeOptionsHelp}
 
 example:
   bucketpipe relay s3://migr-aws/pgdata gs://migr-gcp/pgdata
+  bucketpipe relay s3://migr-aws/series gs://migr-gcp/series     # a replicate series
 `;
 
 const spec: OptionSpec = {
@@ -70,17 +83,79 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
       const progress = new ProgressReporter(log, { quiet: values.quiet === true });
       const interrupt = interruptSignal();
       try {
+        const from = rateLimited(metrics.store(source, 'source'), rate);
+        const to = metrics.store(destination, 'destination');
+        const onWaiting = (what: string | null) => {
+          metrics.waiting(what);
+          progress.waiting(what);
+        };
+        const kind = await sourceKind(from, pollIntervalMs, interrupt.signal, onWaiting);
+        if (kind === 'series') {
+          let copiedBefore = 0;
+          let copiedNow = 0;
+          const summary = await relaySeries({
+            source: from,
+            destination: to,
+            concurrency,
+            pollIntervalMs,
+            missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
+            signal: interrupt.signal,
+            events: {
+              waiting: onWaiting,
+              warning: (text) => progress.warning(text),
+              streamStart: (stream) =>
+                progress.message(
+                  `relaying stream ${stream.seq} (${stream.from ? `@${stream.from.name} → ` : 'full, '}@${stream.to.name}${stream.final ? ', final' : ''})`,
+                  'stream',
+                  { seq: stream.seq, to: stream.to.name, final: stream.final },
+                ),
+              streamDone: (_stream, done) => {
+                copiedBefore += done.storedBytesCopied;
+                copiedNow = 0;
+              },
+              streamProgress: (stream, p) => {
+                metrics.relay(p);
+                copiedNow = p.storedBytesCopied;
+                progress.update({
+                  bytes: copiedBefore + copiedNow,
+                  unit: 'copied',
+                  fields: {
+                    seq: stream.seq,
+                    storedBytesCopied: copiedBefore + copiedNow,
+                    publishedWatermark: p.publishedWatermark,
+                    sourceWatermark: p.sourceWatermark,
+                    state: p.state,
+                  },
+                  line: (head) =>
+                    `relay ${head} · stream ${stream.seq}: published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
+                });
+              },
+            },
+          });
+          progress.summary({
+            command: 'relay',
+            from: source.description,
+            to: destination.description,
+            seriesId: summary.seriesId,
+            streams: summary.streams,
+            streamsRelayed: summary.streamsRelayed,
+            chunksCopied: summary.chunksCopied,
+            storedBytesCopied: summary.storedBytesCopied,
+            rawBytes: summary.rawBytes,
+            seconds: Number(summary.seconds.toFixed(3)),
+            MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
+            requests: { from: source.counts, to: destination.counts },
+          });
+          return 0;
+        }
         const summary = await relay({
-          source: rateLimited(metrics.store(source, 'source'), rate),
-          destination: metrics.store(destination, 'destination'),
+          source: from,
+          destination: to,
           concurrency,
           pollIntervalMs,
           missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
           signal: interrupt.signal,
-          onWaiting: (what) => {
-            metrics.waiting(what);
-            progress.waiting(what);
-          },
+          onWaiting,
           onProgress: (p) => {
             metrics.relay(p);
             progress.update({
@@ -122,5 +197,23 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
   } finally {
     await metrics.close();
     await source.close();
+  }
+}
+
+/** Whether <from-url> holds a single stream or a series; waits (like a follower) until it holds either. */
+async function sourceKind(
+  store: ObjectStore,
+  pollIntervalMs: number,
+  signal: AbortSignal,
+  onWaiting: (what: string | null) => void,
+): Promise<'stream' | 'series'> {
+  for (;;) {
+    if (await withRetry(() => store.head(MANIFEST_KEY), { signal })) return 'stream';
+    if (await withRetry(() => store.head(SERIES_KEY), { signal })) {
+      onWaiting(null);
+      return 'series';
+    }
+    onWaiting(`the stream or series to start (no ${MANIFEST_KEY} or ${SERIES_KEY} at ${store.description} yet)`);
+    await sleep(pollIntervalMs, undefined, { signal });
   }
 }
