@@ -78,7 +78,13 @@ describe('inspect and ls on a series (directory store, real CLI processes)', () 
     expect(ls.code, ls.stderr).toBe(0);
     const rows = (JSON.parse(ls.stdout) as { streams: Array<Record<string, unknown>> }).streams;
     expect(rows.filter((r) => r.kind === 'series')).toEqual([
-      expect.objectContaining({ path: 'migr', state: 'replicating', streams: 2, final: true, receivers: expect.objectContaining({ count: 1 }) }),
+      expect.objectContaining({
+        path: 'migr',
+        state: 'replicating',
+        streams: 2,
+        final: true,
+        receivers: expect.objectContaining({ count: 1 }),
+      }),
     ]);
     expect(rows.some((r) => String(r.path).includes('streams/'))).toBe(false);
 
