@@ -121,11 +121,13 @@ describe('relaySeries', () => {
     const series = new TestSeries(near);
     await series.start();
     const counted: number[] = [];
+    const written: number[] = [];
     far.inject({
       op: 'put',
       key: SERIES_KEY,
       before: (_request, body) => {
         const record = JSON.parse(Buffer.from(body as Uint8Array).toString()) as { streams: number; final?: unknown };
+        written.push(record.streams);
         if (record.streams > (counted.at(-1) ?? 0)) {
           // Every stream before the newly counted one is complete at the destination already.
           for (let seq = 0; seq < record.streams - 1; seq++) {
@@ -144,6 +146,8 @@ describe('relaySeries', () => {
     }
     await relaySeries(relayOptions(near, far));
     expect(counted).toEqual([1, 2, 3]);
+    // The series is there, counting no stream, before the first stream is: receivers find it and wait.
+    expect(written[0]).toBe(0);
   });
 
   it('restarted, carries on from the destination series record, copying only what is missing', async () => {

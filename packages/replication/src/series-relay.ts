@@ -89,6 +89,7 @@ export async function relaySeries(options: SeriesRelayOptions): Promise<SeriesRe
     );
   }
   const copy = await SeriesCopy.open(destination, latest, retry);
+  await copy.follow(latest);
   const mirror = new ReceiverMirror(source, destination, seriesId, retry, events);
   const ticked = new Notifier();
 
@@ -300,19 +301,23 @@ class SeriesCopy {
     return this.#write(() => copyOf(source, streams, final));
   }
 
-  /** Keeps the copy's other fields (the sender's heartbeat, the source's newest snapshot) up to date. */
+  /**
+   * Creates the copy (counting no stream yet, so that receivers at the destination find the series
+   * and wait for its first stream), then keeps its other fields — the sender's heartbeat, the
+   * source's newest snapshot — up to date.
+   */
   follow(source: SeriesRecord): Promise<void> {
-    return this.#write((current) => (current ? copyOf(source, current.streams, current.final) : null));
+    return this.#write((current) => copyOf(source, current?.streams ?? 0, current?.final));
   }
 
-  #write(next: (current: SeriesRecord | null) => SeriesRecord | null): Promise<void> {
+  #write(next: (current: SeriesRecord | null) => SeriesRecord): Promise<void> {
     const write = this.#writing.then(() => this.#swap(next(this.#current?.value ?? null)));
     this.#writing = write.catch(() => {});
     return write;
   }
 
-  async #swap(record: SeriesRecord | null): Promise<void> {
-    if (record === null || (this.#current && JSON.stringify(this.#current.value) === JSON.stringify(record))) return;
+  async #swap(record: SeriesRecord): Promise<void> {
+    if (this.#current && JSON.stringify(this.#current.value) === JSON.stringify(record)) return;
     const { signal } = this.#retry;
     const etag = await withRetry(
       () => (this.#current ? replaceSeries(this.#store, record, this.#current.etag, signal) : createSeries(this.#store, record, signal)),

@@ -1,9 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { defaultMissingChunkPolicy, MANIFEST_KEY, type ObjectStore, relay, UsageError, withRetry } from '@bucketpipe/core';
+import {
+  type CountingStore,
+  defaultMissingChunkPolicy,
+  MANIFEST_KEY,
+  type MissingChunkPolicy,
+  type ObjectStore,
+  relay,
+  UsageError,
+  withRetry,
+} from '@bucketpipe/core';
 import { relaySeries, SERIES_KEY } from '@bucketpipe/replication';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import type { Log } from '../log/index.js';
-import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
+import { type CommandMetrics, metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
@@ -91,61 +100,8 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
         };
         const kind = await sourceKind(from, pollIntervalMs, interrupt.signal, onWaiting);
         if (kind === 'series') {
-          let copiedBefore = 0;
-          let copiedNow = 0;
-          const summary = await relaySeries({
-            source: from,
-            destination: to,
-            concurrency,
-            pollIntervalMs,
-            missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
-            signal: interrupt.signal,
-            events: {
-              waiting: onWaiting,
-              warning: (text) => progress.warning(text),
-              streamStart: (stream) =>
-                progress.message(
-                  `relaying stream ${stream.seq} (${stream.from ? `@${stream.from.name} → ` : 'full, '}@${stream.to.name}${stream.final ? ', final' : ''})`,
-                  'stream',
-                  { seq: stream.seq, to: stream.to.name, final: stream.final },
-                ),
-              streamDone: (_stream, done) => {
-                copiedBefore += done.storedBytesCopied;
-                copiedNow = 0;
-              },
-              streamProgress: (stream, p) => {
-                metrics.relay(p);
-                copiedNow = p.storedBytesCopied;
-                progress.update({
-                  bytes: copiedBefore + copiedNow,
-                  unit: 'copied',
-                  fields: {
-                    seq: stream.seq,
-                    storedBytesCopied: copiedBefore + copiedNow,
-                    publishedWatermark: p.publishedWatermark,
-                    sourceWatermark: p.sourceWatermark,
-                    state: p.state,
-                  },
-                  line: (head) =>
-                    `relay ${head} · stream ${stream.seq}: published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
-                });
-              },
-            },
-          });
-          progress.summary({
-            command: 'relay',
-            from: source.description,
-            to: destination.description,
-            seriesId: summary.seriesId,
-            streams: summary.streams,
-            streamsRelayed: summary.streamsRelayed,
-            chunksCopied: summary.chunksCopied,
-            storedBytesCopied: summary.storedBytesCopied,
-            rawBytes: summary.rawBytes,
-            seconds: Number(summary.seconds.toFixed(3)),
-            MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
-            requests: { from: source.counts, to: destination.counts },
-          });
+          const options = { concurrency, pollIntervalMs, missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs } };
+          await relayWholeSeries({ from, to, source, destination, metrics, progress, onWaiting, signal: interrupt.signal, ...options });
           return 0;
         }
         const summary = await relay({
@@ -216,4 +172,79 @@ async function sourceKind(
     onWaiting(`the stream or series to start (no ${MANIFEST_KEY} or ${SERIES_KEY} at ${store.description} yet)`);
     await sleep(pollIntervalMs, undefined, { signal });
   }
+}
+
+interface SeriesRelayRun {
+  /** The stores as the relay uses them (metrics, rate limit), and as opened (their request counts). */
+  from: ObjectStore;
+  to: ObjectStore;
+  source: CountingStore;
+  destination: CountingStore;
+  metrics: CommandMetrics;
+  progress: ProgressReporter;
+  onWaiting: (what: string | null) => void;
+  concurrency: number;
+  pollIntervalMs: number;
+  missingChunk: MissingChunkPolicy;
+  signal: AbortSignal;
+}
+
+/** relay on a series: stream after stream (relaySeries), one progress line for all, one summary. */
+async function relayWholeSeries(run: SeriesRelayRun): Promise<void> {
+  const { from, to, source, destination, metrics, progress, onWaiting, concurrency, pollIntervalMs, missingChunk, signal } = run;
+  let copiedBefore = 0;
+  let copiedNow = 0;
+  const summary = await relaySeries({
+    source: from,
+    destination: to,
+    concurrency,
+    pollIntervalMs,
+    missingChunk,
+    signal,
+    events: {
+      waiting: onWaiting,
+      warning: (text) => progress.warning(text),
+      streamStart: (stream) =>
+        progress.message(
+          `relaying stream ${stream.seq} (${stream.from ? `@${stream.from.name} → ` : 'full, '}@${stream.to.name}${stream.final ? ', final' : ''})`,
+          'stream',
+          { seq: stream.seq, to: stream.to.name, final: stream.final },
+        ),
+      streamDone: (_stream, done) => {
+        copiedBefore += done.storedBytesCopied;
+        copiedNow = 0;
+      },
+      streamProgress: (stream, p) => {
+        metrics.relay(p);
+        copiedNow = p.storedBytesCopied;
+        progress.update({
+          bytes: copiedBefore + copiedNow,
+          unit: 'copied',
+          fields: {
+            seq: stream.seq,
+            storedBytesCopied: copiedBefore + copiedNow,
+            publishedWatermark: p.publishedWatermark,
+            sourceWatermark: p.sourceWatermark,
+            state: p.state,
+          },
+          line: (head) =>
+            `relay ${head} · stream ${stream.seq}: published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
+        });
+      },
+    },
+  });
+  progress.summary({
+    command: 'relay',
+    from: source.description,
+    to: destination.description,
+    seriesId: summary.seriesId,
+    streams: summary.streams,
+    streamsRelayed: summary.streamsRelayed,
+    chunksCopied: summary.chunksCopied,
+    storedBytesCopied: summary.storedBytesCopied,
+    rawBytes: summary.rawBytes,
+    seconds: Number(summary.seconds.toFixed(3)),
+    MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
+    requests: { from: source.counts, to: destination.counts },
+  });
 }
