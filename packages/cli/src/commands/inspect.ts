@@ -14,7 +14,7 @@ import {
   withRetry,
 } from '@bucketpipe/core';
 import { SeriesStatusReader } from '@bucketpipe/replication';
-import { durationOption, exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import { durationOption, exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import { completion } from '../progress/completion.js';
 import { formatDuration } from '../progress/progress-text.js';
 import { describeRatio } from '../progress.js';
@@ -22,6 +22,9 @@ import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 import { parseShownStreams, renderSeries, SeriesRate, seriesJson } from './inspect-series.js';
+
+/** On a series: manifests and stream records read in parallel. */
+export const DEFAULT_SERIES_READS = 32;
 
 /** Rates are measured over the readings of the last this-many milliseconds (at least two readings). */
 export const WATCH_WINDOW_MS = 10_000;
@@ -57,8 +60,9 @@ options:
   --interval D  time between refreshes with --watch (default 2s)
   --streams N|all
                 on a series: how many of the newest streams to list (default 20); the totals
-                always count every stream. Manifests are read 16 at a time, and a complete one only
-                once per --watch
+                always count every stream. A complete stream's manifest is read only once per --watch
+  --concurrency N
+                on a series: manifests and records read in parallel (default ${DEFAULT_SERIES_READS})
   -h, --help
 
 ${storeOptionsHelp}
@@ -69,6 +73,7 @@ const spec: OptionSpec = {
   watch: { type: 'boolean' },
   interval: { type: 'string' },
   streams: { type: 'string' },
+  concurrency: { type: 'string' },
   ...storeOptionSpec,
 };
 
@@ -80,19 +85,20 @@ export async function runInspect(argv: string[]): Promise<number> {
   if (values.interval !== undefined && values.watch !== true) throw new UsageError('--interval applies only with --watch');
   const intervalMs = durationOption(values, 'interval', 2000);
   const shown = parseShownStreams(typeof values.streams === 'string' ? values.streams : undefined);
-  const store = await openStreamStore(url, storeOpenOptions(parsed.values));
+  const concurrency = integerOption(values, 'concurrency', DEFAULT_SERIES_READS, 1, 256);
+  const store = await openStreamStore(url, storeOpenOptions(parsed.values, { concurrency: String(concurrency) }));
   try {
     const found = await withRetry(() => readManifest(store));
     if (!found) {
       const reader = new SeriesStatusReader(store);
-      const status = await reader.read({ show: shown });
+      const status = await reader.read({ show: shown, concurrency });
       if (!status) {
         throw new StoreError(
           'not-found',
           `no stream or series at ${store.description} (no manifest.json, no series.json): check the URL, or start the sender first`,
         );
       }
-      if (values.watch === true) return await watchSeries(store.description, reader, shown, intervalMs);
+      if (values.watch === true) return await watchSeries(store.description, reader, { show: shown, concurrency }, intervalMs);
       if (values.json === true) {
         process.stdout.write(`${JSON.stringify(seriesJson(store.description, status), null, 2)}\n`);
       } else {
@@ -100,8 +106,8 @@ export async function runInspect(argv: string[]): Promise<number> {
       }
       return 0;
     }
-    if (values.streams !== undefined) {
-      throw new UsageError(`--streams applies to a series; ${store.description} is a single stream`);
+    for (const option of ['streams', 'concurrency']) {
+      if (values[option] !== undefined) throw new UsageError(`--${option} applies to a series; ${store.description} is a single stream`);
     }
     if (values.watch === true) return await watch(store, intervalMs);
     const receivers = await listReceiverCursors(store);
@@ -290,14 +296,19 @@ async function watch(store: Awaited<ReturnType<typeof openStreamStore>>, interva
 }
 
 /** --watch on a series: one reader for all refreshes, so complete manifests and stream records are read once. */
-async function watchSeries(where: string, reader: SeriesStatusReader, show: number | 'all', intervalMs: number): Promise<number> {
+async function watchSeries(
+  where: string,
+  reader: SeriesStatusReader,
+  options: { show: number | 'all'; concurrency: number },
+  intervalMs: number,
+): Promise<number> {
   const interrupt = interruptSignal();
   const tty = process.stdout.isTTY === true;
   const rate = new SeriesRate(WATCH_WINDOW_MS);
   let refreshes = 0;
   try {
     for (;;) {
-      const status = await reader.read({ show, signal: interrupt.signal });
+      const status = await reader.read({ ...options, signal: interrupt.signal });
       if (!status) throw new StoreError('not-found', `no series at ${where} (no series.json): it was deleted`);
       const now = Date.now();
       rate.record(now, status.totals.rawBytes);
