@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CodecPool, chunkObjectBound, type MissingChunkPolicy, receive } from '@bucketpipe/core';
 import { FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readCutoverRequest, requestCutover } from './cutover-request.js';
 import { SERIES_KEY, STREAM_RECORD_KEY, seriesReceiverKey, streamPrefix } from './layout.js';
 import {
   readSeriesReceiver,
@@ -76,6 +77,7 @@ describe('relaySeries', () => {
     relaying.catch(() => {});
 
     for (const [seq, bytes] of data.entries()) {
+      if (seq === data.length - 1) await requestCutover(near, 'series-1');
       await series.register(seq, { final: seq === data.length - 1 });
       const received = receiveStream(far, seq);
       await series.send(seq, paced(bytes), codec);
@@ -112,6 +114,8 @@ describe('relaySeries', () => {
     expect((await readSeriesReceiver(near, 'gcp-1'))?.state).toBe('done');
     expect(same(near.peek(seriesReceiverKey('gcp-1')), far.peek(seriesReceiverKey('gcp-1')))).toBe(true);
     expect(mirrored.at(-1)).toBe('gcp-1:done');
+    // The cut-over request went along with the final stream: the receiver there times the cut-over by it.
+    expect(await readCutoverRequest(far, 'series-1')).toEqual(await readCutoverRequest(near, 'series-1'));
   });
 
   it('counts a stream at the destination only after the one before it is relayed whole; final only with the final stream', async () => {

@@ -17,7 +17,7 @@ import {
   withRetry,
 } from '@bucketpipe/core';
 import { decodeRecord, type Versioned } from './json-record.js';
-import { SERIES_KEY, SERIES_RECEIVERS_PREFIX, STREAM_RECORD_KEY, streamPrefix } from './layout.js';
+import { CUTOVER_KEY, SERIES_KEY, SERIES_RECEIVERS_PREFIX, STREAM_RECORD_KEY, streamPrefix } from './layout.js';
 import { parseSeriesReceiver, type SeriesReceiverRecord } from './series-receiver.js';
 import { createSeries, readSeries, replaceSeries, type SeriesRecord } from './series-record.js';
 import { parseStreamRecord, type StreamRecord } from './stream-record.js';
@@ -130,6 +130,7 @@ export async function relaySeries(options: SeriesRelayOptions): Promise<SeriesRe
       }
       events.waiting?.(null);
       const record = await copyStreamRecord(source, destination, seriesId, seq, retry);
+      if (record.final) await copyCutoverRequest(source, destination, retry);
       if (copy.registered < seq + 1) await copy.register(latest, seq + 1, record);
       events.streamStart?.(record);
       const summary = await relayStream(options, record, signal);
@@ -215,6 +216,24 @@ async function relayStream(options: SeriesRelayOptions, record: StreamRecord, si
         if (found?.manifest.state !== 'aborted') break;
       }
     }
+  }
+}
+
+/**
+ * Copies the operator's cut-over request (cutover.json), when there is one, before the final stream
+ * is counted: a receiver daemon at the destination reports the cut-over time from it.
+ */
+async function copyCutoverRequest(
+  source: ObjectStore,
+  destination: ObjectStore,
+  retry: { policy?: RetryPolicy; signal: AbortSignal },
+): Promise<void> {
+  const request = await withRetry(() => source.get(CUTOVER_KEY, { signal: retry.signal }), retry);
+  if (!request) return;
+  try {
+    await withRetry(() => destination.put(CUTOVER_KEY, request.body, { ifNoneMatch: true, signal: retry.signal }), retry);
+  } catch (error) {
+    if (!isPreconditionFailure(error)) throw error; // there already (an earlier run copied it)
   }
 }
 

@@ -31,7 +31,7 @@ complete and fully copied.
 A series (<from-url> holds series.json, written by replicate send) is relayed stream after stream,
 live: each stream's replication.json is copied, the destination's series.json is made to count the
 stream, then the stream is relayed as above, so a replicate receive daemon at <to-url> follows the
-copy. Restarted, it carries on from the destination's series.json. The series receivers at <to-url>
+copy (the cut-over request, cutover.json, goes along with the final stream). Restarted, it carries on from the destination's series.json. The series receivers at <to-url>
 (receivers/<id>.json) are copied back to <from-url>'s receivers/ whenever they change, so that the
 sender daemon's snapshot pruning and replicate cutover see them: this needs write access to that
 prefix at the source (without it: a warning, and the sender daemon never prunes what those
