@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BucketpipeError,
-  isPreconditionFailure,
   MANIFEST_KEY,
   type MissingChunkPolicy,
   Notifier,
   type ObjectStore,
   PrefixedStore,
+  putIfAbsent,
   type RelayProgress,
   type RelaySummary,
   type RetryPolicy,
@@ -230,11 +230,8 @@ async function copyCutoverRequest(
 ): Promise<void> {
   const request = await withRetry(() => source.get(CUTOVER_KEY, { signal: retry.signal }), retry);
   if (!request) return;
-  try {
-    await withRetry(() => destination.put(CUTOVER_KEY, request.body, { ifNoneMatch: true, signal: retry.signal }), retry);
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error; // there already (an earlier run copied it)
-  }
+  // Refused: a request is there already (an earlier run copied it).
+  await withRetry(() => putIfAbsent(destination, CUTOVER_KEY, request.body, retry.signal), retry);
 }
 
 /** Copies streams/<seq>/replication.json verbatim, create-only; an existing copy must be the same bytes. */
@@ -260,17 +257,14 @@ async function copyStreamRecord(
       `${source.description}/${key} says it is stream ${record.seq} of series ${record.seriesId}: the series was altered by hand; it cannot be relayed`,
     );
   }
-  try {
-    await withRetry(() => destination.put(key, object.body, { ifNoneMatch: true, signal: retry.signal }), retry);
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error;
-    const there = await withRetry(() => destination.get(key, { signal: retry.signal }), retry);
-    if (!there || !Buffer.from(there.body).equals(Buffer.from(object.body))) {
-      throw new StreamConflictError(
-        'BP_RELAY_OTHER_SERIES',
-        `${destination.description}/${key} differs from the source's: the destination holds another series; relay to another URL, or delete the old series there`,
-      );
-    }
+  // Refused: another record is there (the same bytes, a copy an earlier run made, count as written).
+  const put = await withRetry(() => putIfAbsent(destination, key, object.body, retry.signal), retry);
+  if ('refused' in put) {
+    throw new StreamConflictError(
+      'BP_RELAY_OTHER_SERIES',
+      `${destination.description}/${key} differs from the source's: the destination holds another series; relay to another URL, or delete the old series there`,
+      { cause: put.refused },
+    );
   }
   return record;
 }

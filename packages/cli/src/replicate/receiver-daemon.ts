@@ -203,7 +203,7 @@ async function planFromBucket(
   for (;;) {
     const plan = planReceive({
       dataset,
-      target: target && target.map(targetSnapshot),
+      target: target === null ? null : target.map(targetSnapshot),
       streams,
       rollback: options.recvFlags.includes('-F'),
     });
