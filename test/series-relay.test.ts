@@ -42,11 +42,12 @@ describe('relay of a series, S3 → GCS, live (real CLI processes, real servers)
     client.destroy();
   });
 
-  it('relays three streams as they are sent; each destination stream receives identical bytes; the receiver record is mirrored back', async () => {
+  it('relays three streams as they are sent, SIGKILLed once and restarted; each destination stream receives identical bytes; the receiver record is mirrored back', async () => {
     const s3Url = `s3://${bucket}/migr`;
     const gsUrl = `gs://${GCS_TEST_BUCKET}/migr-${randomUUID().slice(0, 8)}`;
     await seriesRecord('start', s3Url, '--s3-endpoint', s3.endpoint);
-    const relay = bucketpipe(['relay', s3Url, gsUrl, '--poll-interval', '200ms', ...s3Args, ...gcsArgs], { env });
+    const relayArgs = ['relay', s3Url, gsUrl, '--poll-interval', '200ms', ...s3Args, ...gcsArgs];
+    let relay = bucketpipe(relayArgs, { env });
 
     const inputs: string[] = [];
     for (const [seq, size] of SIZES.entries()) {
@@ -95,6 +96,10 @@ describe('relay of a series, S3 → GCS, live (real CLI processes, real servers)
           'the first chunks of stream 0 at the destination',
         );
         expect(sender.child.exitCode, 'the sender was still sending').toBeNull();
+        // Killed mid-stream and restarted, the relay carries on from the destination's series record.
+        relay.child.kill('SIGKILL');
+        await relay.done;
+        relay = bucketpipe(relayArgs, { env });
       }
       const sent = await sender.done;
       expect(sent.code, sent.stderr).toBe(0);
