@@ -95,7 +95,7 @@ export async function runInspect(argv: string[]): Promise<number> {
       if (!status) {
         throw new StoreError(
           'not-found',
-          `no stream or series at ${store.description} (no manifest.json, no series.json): check the URL, or start the sender first`,
+          `no stream at ${store.description} (no manifest.json, nor a series' series.json): check the URL, or start the sender first`,
         );
       }
       if (values.watch === true) return await watchSeries(store.description, reader, { show: shown, concurrency }, intervalMs);
