@@ -157,9 +157,11 @@ function streamTable(streams: readonly SeriesStreamStatus[]): string[] {
     ]);
   }
   const widths = (table[0] ?? []).map((_, column) => Math.max(...table.map((line) => (line[column] ?? '').length)));
-  return table.map((line) =>
+  return table.map((line, row) =>
     line
-      .map((cell, column) => (column === 1 ? `${cell.padEnd(widths[column] ?? 0)} →` : cell.padEnd(widths[column] ?? 0)))
+      .map((cell, column) =>
+        column === 1 ? `${cell.padEnd(widths[column] ?? 0)} ${row === 0 ? ' ' : '→'}` : cell.padEnd(widths[column] ?? 0),
+      )
       .join('  ')
       .trimEnd(),
   );
