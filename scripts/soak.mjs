@@ -14,6 +14,12 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
+// `npm run soak -- --replicate …`: the replication daemons' soak, a script of its own.
+if (process.argv.includes('--replicate')) {
+  await import('./soak-replicate.mjs');
+  await new Promise(() => {}); // it exits the process itself
+}
+
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const MiB = 1024 * 1024;

@@ -54,6 +54,18 @@ describe('send and receive through a directory, as separate processes', () => {
     expect(stdout.split(' ')[0]).toBe(suite.sha256);
   });
 
+  it('keeps every byte of a source command that ends before the send reads it (a small zfs increment)', async () => {
+    // Node discards what an exited child left in a stdout pipe no one listened to yet: this once
+    // turned such a source into an empty, complete stream.
+    const stream = join(suite.dir, 'short-command');
+    const sent = await run(['send', stream, ...fastSend, '--', 'printf', 'a short stream']);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(summaryOf(sent.stderr)).toMatchObject({ state: 'complete', rawBytes: 14, chunks: 1 });
+    const received = await run(['receive', stream, ...fast]);
+    expect(received.code, received.stderr).toBe(0);
+    expect(received.stdout).toBe('a short stream');
+  });
+
   it('works with the receiver started first, waiting for the stream to appear', async () => {
     const stream = join(suite.dir, 'receiver-first');
     const { receiver, done: received, path } = await receiveInto(stream, 'receiver-first.out');

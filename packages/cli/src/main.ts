@@ -4,7 +4,10 @@ import { chooseLogFormat, createLog, LOG_FORMAT_ENV, type Log, type LogFormat, l
 
 type Command = (argv: string[], log: Log) => Promise<number>;
 
-const commands: Record<string, { summary: string; load: () => Promise<{ help: string; run: Command }> }> = {
+/** A command's --help text; a command with subcommands picks it by its arguments. */
+type Help = string | ((argv: string[]) => string);
+
+const commands: Record<string, { summary: string; load: () => Promise<{ help: Help; run: Command }> }> = {
   send: {
     summary: 'read a stream (stdin or a command) and upload it as chunks',
     load: async () => {
@@ -45,6 +48,13 @@ const commands: Record<string, { summary: string; load: () => Promise<{ help: st
     load: async () => {
       const m = await import('./commands/ls.js');
       return { help: m.lsHelp, run: m.runLs };
+    },
+  },
+  replicate: {
+    summary: 'run a migration as a live series of ZFS streams: sender and receiver daemons, cut-over',
+    load: async () => {
+      const m = await import('./commands/replicate.js');
+      return { help: m.replicateHelp, run: m.runReplicate };
     },
   },
   rm: {
@@ -101,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
   const { help, run } = await command.load();
   const own = chosen.argv.includes('--') ? chosen.argv.slice(0, chosen.argv.indexOf('--')) : chosen.argv;
   if (own.includes('--help') || own.includes('-h')) {
-    process.stdout.write(`${help}\n${logOptionsHelp}\n`);
+    process.stdout.write(`${typeof help === 'function' ? help(own) : help}\n${logOptionsHelp}\n`);
     return ExitCode.ok;
   }
   try {

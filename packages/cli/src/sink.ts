@@ -23,11 +23,12 @@ export interface OutputSink extends Sink {
  * can kill it (and whatever it spawned) *before* closing its stdin: `zfs recv` must never see
  * end-of-input for a stream that did not arrive whole.
  */
-export async function commandSink(argv: string[]): Promise<Sink> {
+export async function commandSink(argv: string[], options: { captureStderr?: boolean } = {}): Promise<Sink> {
   const [file, ...args] = argv;
   if (file === undefined) throw new UsageError('missing sink command after --');
   const description = describeCommand(argv);
-  const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'inherit', 'inherit'], detached: true });
+  const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'inherit', options.captureStderr ? 'pipe' : 'inherit'], detached: true });
+  const said = options.captureStderr ? stderrTail(child) : async () => '';
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (error: NodeJS.ErrnoException) =>
@@ -47,10 +48,13 @@ export async function commandSink(argv: string[]): Promise<Sink> {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const failure = exited.then(({ code, signal }) => {
+  const failure = exited.then(async ({ code, signal }) => {
     // After finish() or abort() the exit status is theirs to judge: an exit 0 then is success.
     if (aborting || finishing) return new Promise<never>(() => {});
-    throw new SinkFailedError('BP_SINK_FAILED', `sink command "${description}" ${describeExit(code, signal)} before the stream ended`);
+    throw new SinkFailedError(
+      'BP_SINK_FAILED',
+      `sink command "${description}" ${describeExit(code, signal)} before the stream ended${await said()}`,
+    );
   });
   failure.catch(() => {});
 
@@ -76,7 +80,8 @@ export async function commandSink(argv: string[]): Promise<Sink> {
       finishing = true;
       stdin.end();
       const { code, signal } = await exited;
-      if (code !== 0) throw new SinkFailedError('BP_SINK_FAILED', `sink command "${description}" ${describeExit(code, signal)}`);
+      if (code !== 0)
+        throw new SinkFailedError('BP_SINK_FAILED', `sink command "${description}" ${describeExit(code, signal)}${await said()}`);
     },
     abort: async () => {
       aborting = true;
@@ -90,6 +95,26 @@ export async function commandSink(argv: string[]): Promise<Sink> {
       }
       stdin.destroy();
     },
+  };
+}
+
+/**
+ * Keeps the last line the command wrote on stderr, for the one-line error: `: <its words>`. Its
+ * stderr may close a moment after it exits: wait for that, briefly, so that no last word is lost.
+ */
+function stderrTail(child: ChildProcess): () => Promise<string> {
+  let tail = '';
+  const stderr = child.stderr;
+  stderr?.setEncoding('utf8');
+  stderr?.on('data', (text: string) => {
+    tail = (tail + text).slice(-4096);
+  });
+  const closed = new Promise<void>((resolve) => stderr?.once('close', resolve) ?? resolve());
+  return async () => {
+    await Promise.race([closed, sleep(1000)]);
+    // zfs wraps its messages ("…has been modified\nsince most recent snapshot"): the last lines, as one.
+    const words = tail.trim().split('\n').slice(-3).join(' ').replace(/\s+/g, ' ').slice(-400);
+    return words ? `: ${words}` : '';
   };
 }
 

@@ -45,6 +45,11 @@ export async function commandSource(argv: string[]): Promise<ByteSource> {
   exit.catch(() => {});
   const stdout = child.stdout;
   if (!stdout) throw new Error('bug: source command has no stdout pipe');
+  // Node flushes (resumes, discarding what they hold) the stdio streams of an exited child that no
+  // one listens to yet: a command whose whole output fits in the pipe and that exits before the
+  // send reads it — an empty zfs increment, a `printf` — would arrive as an empty stream. A
+  // listener marks stdout as being read; the data waits in it for the reader.
+  stdout.on('readable', () => {});
   return {
     description,
     bytes: stdout,

@@ -5,6 +5,7 @@ import { lagBehind, ReceiverCursorLag, WatermarkLog } from './lag.js';
 import { MeteredSink } from './metered-sink.js';
 import { MeteredStore } from './metered-store.js';
 import { type MeteredCommand, TransferMetrics } from './registry.js';
+import { type ReplicationMetrics, replicationMetrics } from './replication.js';
 import type { MetricsServer } from './server.js';
 
 /** The metrics of a command run with --metrics-addr (loaded only then: prom-client costs ~80 ms at startup). */
@@ -15,13 +16,14 @@ export class EnabledMetrics implements CommandMetrics {
   readonly #command: MeteredCommand;
   #streamId: string | undefined;
   /** send: its own watermark; relay: the watermark it published. The receivers' lag is measured against it. */
-  readonly #produced = new WatermarkLog();
+  #produced = new WatermarkLog();
   /** receive and relay: the upstream watermark as seen. Their own lag is measured against it. */
-  readonly #upstream = new WatermarkLog();
+  #upstream = new WatermarkLog();
   #position = 0;
   #cursorLag: ReceiverCursorLag | undefined;
   #sink: MeteredSink | undefined;
   #waitingFor: string | null = null;
+  #replication: ReplicationMetrics | undefined;
   #caughtUp: string | null = null;
   #last: { a: number; b: number; c: number; d: number } | undefined;
 
@@ -97,8 +99,13 @@ export class EnabledMetrics implements CommandMetrics {
     return this.#sink;
   }
 
+  replication(role: 'send' | 'receive'): ReplicationMetrics {
+    this.#replication ??= replicationMetrics(this.registry, role);
+    return this.#replication;
+  }
+
   send(p: SendProgress): void {
-    this.#streamId = p.streamId;
+    this.#nextStream(p.streamId);
     const m = this.registry;
     // Counters count this process's work: the first report (before any chunk is stored) is the baseline.
     const last = this.#last ?? { a: 0, b: p.watermark, c: p.rawBytesStored, d: p.storedBytes };
@@ -114,14 +121,14 @@ export class EnabledMetrics implements CommandMetrics {
 
   receive(p: ReceiveProgress): void {
     // Bytes and chunks are counted by the sink, stored bytes by the store: exact, whatever the progress baseline.
-    this.#streamId = p.streamId;
+    this.#nextStream(p.streamId);
     this.registry.watermark.set(p.watermark);
     this.registry.position.set(p.chunksWritten);
     this.#follow(p.watermark, p.chunksWritten);
   }
 
   relay(p: RelayProgress): void {
-    this.#streamId = p.streamId;
+    this.#nextStream(p.streamId);
     const m = this.registry;
     const last = this.#last ?? { a: 0, b: 0, c: p.publishedWatermark, d: 0 };
     if (p.chunksCopied > last.a || p.publishedWatermark > last.c) this.health.progressed();
@@ -145,6 +152,16 @@ export class EnabledMetrics implements CommandMetrics {
 
   async close(): Promise<void> {
     await this.server?.close();
+  }
+
+  /** A replication daemon moves one stream after another: each starts from its own baseline. */
+  #nextStream(streamId: string): void {
+    if (streamId === this.#streamId) return;
+    this.#streamId = streamId;
+    this.#last = undefined;
+    this.#produced = new WatermarkLog();
+    this.#upstream = new WatermarkLog();
+    this.#position = 0;
   }
 
   #follow(watermark: number, position: number): void {

@@ -3,6 +3,7 @@ import { UsageError } from '@bucketpipe/core';
 import { durationOption, type OptionSpec, type ParsedCommandLine, stringOption } from '../args.js';
 import type { Log } from '../log/index.js';
 import type { MeteredCommand } from './registry.js';
+import { noReplicationMetrics, type ReplicationMetrics } from './replication.js';
 import { parseMetricsAddress, startMetricsServer } from './server.js';
 
 export const DEFAULT_STALL_AFTER_MS = 60_000;
@@ -27,6 +28,8 @@ export interface CommandMetrics {
   send(progress: SendProgress): void;
   receive(progress: ReceiveProgress): void;
   relay(progress: RelayProgress): void;
+  /** The replication daemons' series-level metrics (registered on the first call). */
+  replication(role: 'send' | 'receive'): ReplicationMetrics;
   /** The pipeline's onWaiting: waiting for something upstream is not a stall. */
   waiting(what: string | null): void;
   /** Stops serving; the command's end. */
@@ -39,6 +42,7 @@ const disabled: CommandMetrics = {
   send: () => {},
   receive: () => {},
   relay: () => {},
+  replication: () => noReplicationMetrics,
   waiting: () => {},
   close: async () => {},
 };

@@ -22,9 +22,23 @@ function timing(f: LogFields): string {
   return `in ${seconds < 60 ? `${seconds.toFixed(1)}s` : formatDuration(seconds)}${f.MBps === undefined ? '' : ` (${num(f.MBps).toFixed(1)} MB/s)`}`;
 }
 
+/** "stream 7 (@bp-20261204T101500Z)" */
+function finalText(f: LogFields): string {
+  const final = f.final as { seq?: number; snapshot?: string } | undefined;
+  return final ? `stream ${final.seq} (@${final.snapshot})` : 'no final stream';
+}
+
 const digest = (f: LogFields): string => (typeof f.digest === 'string' ? `; digest ${f.digest}` : '');
 
 const describers: Record<string, (f: LogFields) => string> = {
+  'replicate send': (f) =>
+    `replicate send done: series final at ${finalText(f)}, ${plural(f.streamsSent, 'stream')} sent by this run ${timing(f)}`,
+  'replicate receive': (f) =>
+    `replicate receive done: ${finalText(f)} applied, ${plural(f.streamsApplied, 'stream')} by this run ${timing(f)}`,
+  'replicate cutover': (f) =>
+    f.final === undefined
+      ? `replicate cutover requested at ${String(f.requestedAt)}`
+      : `replicate cutover complete: ${finalText(f)} on ${plural(Array.isArray(f.receivers) ? f.receivers.length : 0, 'receiver')} ${timing(f)} from the request`,
   send: (f) => {
     const ratio = typeof f.ratio === 'number' ? ` (${f.ratio.toFixed(2)}x)` : '';
     const resumed =

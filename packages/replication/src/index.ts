@@ -1,0 +1,11 @@
+export * from './cutover-request.js';
+export type { Versioned } from './json-record.js';
+export * from './layout.js';
+export * from './plan-prune.js';
+export * from './plan-receive.js';
+export * from './plan-send.js';
+export * from './series-owner.js';
+export * from './series-receiver.js';
+export * from './series-record.js';
+export * from './snapshot-ref.js';
+export * from './stream-record.js';

@@ -1,0 +1,90 @@
+import { isPreconditionFailure, isRecord, type ObjectStore, StreamConflictError } from '@bucketpipe/core';
+
+/** A record as read, with the ETag a compare-and-swap must match. */
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+/** Turns parsed JSON into a record, or lists what is wrong with it. */
+export type RecordParser<T> = (value: Record<string, unknown>) => { value: T } | { problems: string[] };
+
+export function encodeRecord(value: unknown): Uint8Array {
+  return Buffer.from(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Reads and validates a JSON record; null when absent. A malformed one is a one-line BP_SERIES_MALFORMED. */
+export async function readRecord<T>(
+  store: ObjectStore,
+  key: string,
+  parse: RecordParser<T>,
+  signal?: AbortSignal,
+): Promise<Versioned<T> | null> {
+  const object = await store.get(key, { signal });
+  if (!object) return null;
+  return { value: decodeRecord(object.body, `${store.description}/${key}`, parse), etag: object.etag };
+}
+
+export function decodeRecord<T>(bytes: Uint8Array, where: string, parse: RecordParser<T>): T {
+  const malformed = (what: string) =>
+    new StreamConflictError('BP_SERIES_MALFORMED', `${where} is malformed (${what}): it was not written by bucketpipe or is damaged`);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    throw malformed('not valid JSON');
+  }
+  if (!isRecord(value)) throw malformed('not a JSON object');
+  const parsed = parse(value);
+  if ('problems' in parsed) throw malformed(parsed.problems.join('; '));
+  return parsed.value;
+}
+
+/**
+ * Creates the record only where there is none. Returns its ETag, or null when another one is there.
+ * A retried create whose first attempt landed (the reply was lost) finds its own bytes: that is success.
+ */
+export async function createRecord(store: ObjectStore, key: string, value: unknown, signal?: AbortSignal): Promise<string | null> {
+  const body = encodeRecord(value);
+  try {
+    return (await store.put(key, body, { ifNoneMatch: true, signal })).etag;
+  } catch (error) {
+    if (!isPreconditionFailure(error)) throw error;
+    return (await ownWriteLanded(store, key, body)) ?? null;
+  }
+}
+
+/** Replaces the record only if it is still the version with `etag`; null when another process changed it first. */
+export async function replaceRecord(
+  store: ObjectStore,
+  key: string,
+  value: unknown,
+  etag: string,
+  signal?: AbortSignal,
+): Promise<string | null> {
+  const body = encodeRecord(value);
+  try {
+    return (await store.put(key, body, { ifMatch: etag, signal })).etag;
+  } catch (error) {
+    if (!isPreconditionFailure(error)) throw error;
+    return (await ownWriteLanded(store, key, body)) ?? null;
+  }
+}
+
+async function ownWriteLanded(store: ObjectStore, key: string, body: Uint8Array): Promise<string | undefined> {
+  const current = await store.get(key).catch(() => null);
+  const same = current && Buffer.from(current.body.buffer, current.body.byteOffset, current.body.byteLength).equals(body);
+  return same ? current.etag : undefined;
+}
+
+/** Field checks shared by the record parsers. */
+export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+export const isTime = (v: unknown): v is string => typeof v === 'string' && isoTime.test(v) && !Number.isNaN(Date.parse(v));
+export const isNonEmptyString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/** Collects problems; `need(ok, what)` records `what` when not ok. */
+export function problemList(): { problems: string[]; need: (ok: boolean, what: string) => void } {
+  const problems: string[] = [];
+  return { problems, need: (ok, what) => void (ok || problems.push(what)) };
+}

@@ -1,0 +1,6 @@
+export { ZfsError } from './errors.js';
+export { parseRecvFlags, parseSendFlags } from './flags.js';
+export { datasetName } from './names.js';
+export type { Snapshot } from './parse.js';
+export { bucketpipeSnapshotName, isBucketpipeSnapshotName } from './snapshot-name.js';
+export { Zfs, type ZfsOptions } from './zfs.js';
