@@ -3,6 +3,7 @@ import { chunkKey } from './chunk.js';
 import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
 import { CodecPool } from './codec-pool.js';
+import { confirmCompleteStream } from './complete-check.js';
 import type { EncryptionKey, StreamKeys } from './encryption.js';
 import { IntegrityError, UsageError } from './errors.js';
 import { LagGate, type LagLimit } from './lag-gate.js';
@@ -124,6 +125,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
         signal: options.signal,
       })
     : null;
+  if (target?.manifest.state === 'complete') return confirmCompleteStream(options, target, started);
   const created = target ? undefined : await createStream(options);
   let owned = created?.stream;
   const streamId = target?.manifest.streamId ?? (owned as VersionedManifest).manifest.streamId;

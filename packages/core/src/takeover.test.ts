@@ -200,14 +200,21 @@ describe('what --takeover refuses', () => {
     await expect(first).resolves.toMatchObject({ chunks: 4 });
   });
 
-  it('a complete stream', async () => {
+  it('a complete stream from another source, which must also end where the stream ends', async () => {
     const memory = new MemoryStore();
-    await send(sendOptions(memory, pieces(randomBytes(2 * CHUNK, 38), 10_007)));
+    const data = randomBytes(2 * CHUNK, 38);
+    await send(sendOptions(memory, pieces(data, 10_007)));
     const store = new FaultyStore(memory);
-    const error = await send(sendOptions(store, pieces(randomBytes(2 * CHUNK, 38), 10_007), takeover())).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'BP_STREAM_EXISTS' });
-    expect((error as Error).message).toMatch(/already exists and is complete \(2 chunks, .*\): there is nothing to take over/);
-    expect(store.requests.map((r) => r.op)).toEqual(['get']);
+    const other = Uint8Array.from(data);
+    other[CHUNK + 5] = (other[CHUNK + 5] ?? 0) ^ 1;
+    await expect(send(sendOptions(store, pieces(other, 10_007), takeover()))).rejects.toMatchObject({ code: 'BP_SOURCE_CHANGED' });
+    const longer = new Uint8Array(2 * CHUNK + 1);
+    longer.set(data);
+    await expect(send(sendOptions(store, pieces(longer, 10_007), takeover()))).rejects.toMatchObject({
+      code: 'BP_SOURCE_CHANGED',
+      message: expect.stringMatching(/the source goes on after the 2 chunks .* which is complete/),
+    });
+    expect(store.count('put')).toBe(0);
   });
 
   it('another chunk size or level than the stream was started with', async () => {
@@ -323,5 +330,29 @@ describe('other streams --takeover may continue', () => {
     await expect(send(sendOptions(store, pieces(data, 10_007), takeover({ signal: controller.signal })))).rejects.toBe(reason);
     expect(store.count('put')).toBe(0);
     expect(memory.peek(MANIFEST_KEY)).toEqual(before);
+  });
+});
+
+describe('send --takeover of a stream that is complete already (a restart after the sender finished)', () => {
+  it('reads the whole source, checks it against the stored chunks and the digest, writes nothing and ends as done', async () => {
+    const memory = new MemoryStore();
+    const data = randomBytes(3 * CHUNK + 1234, 41);
+    const first = await send(sendOptions(memory, pieces(data, 10_007)));
+    const store = new FaultyStore(memory);
+    const again = await send(sendOptions(store, pieces(data, 10_007), takeover()));
+    expect(again).toMatchObject({ streamId: first.streamId, chunks: 4, chunksUploaded: 0, resumedFrom: 4, digest: first.digest });
+    expect(again.tookOver).toMatchObject({ state: 'complete' });
+    expect(store.count('put')).toBe(0);
+    expect(Buffer.from(await receiveAll(memory)).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('also for a stream of whole chunks only, and for an empty one', async () => {
+    for (const data of [randomBytes(2 * CHUNK, 42), new Uint8Array(0)]) {
+      const memory = new MemoryStore();
+      await send(sendOptions(memory, pieces(data, 10_007)));
+      const store = new FaultyStore(memory);
+      await expect(send(sendOptions(store, pieces(data, 10_007), takeover()))).resolves.toMatchObject({ chunksUploaded: 0 });
+      expect(store.count('put')).toBe(0);
+    }
   });
 });
