@@ -23,6 +23,7 @@ import { type RetryPolicy, withRetry } from './retry.js';
 import { sharedAbortController } from './shared-abort.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
+import { chunksStoredFrom, storedChunkMatches } from './stored-beyond.js';
 import { StreamDigest } from './stream-digest.js';
 import { encryptionForNewStream, streamKeysFor } from './stream-encryption.js';
 import { newStreamId, streamIdToBytes } from './stream-id.js';
@@ -97,6 +98,8 @@ export interface SendSummary {
   resumedFrom: number;
   /** Chunks this sender uploaded. */
   chunksUploaded: number;
+  /** Chunks at or beyond the taken-over watermark that the dead sender had stored and that matched the source: kept, not uploaded. */
+  chunksReused?: number;
   /** Time spent verifying the stored chunks. */
   verifySeconds: number;
   /** The sender whose stream this one took over, with its state and heartbeat age then. */
@@ -178,14 +181,29 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     });
   };
 
+  // A takeover's chunks that the dead sender stored beyond its watermark: reused when they match.
+  let storedBeyond = new Map<number, number>();
+  let chunksReused = 0;
   const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
     const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
     slabs.release(encoded.raw);
     streamDigest.add(index, encoded.rawDigest);
-    const object = encoded.out.subarray(0, encoded.objectLength);
-    await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
+    const size = storedBeyond.get(index);
+    const stored =
+      size !== undefined &&
+      (await storedChunkMatches(
+        store,
+        { index, size, rawLength, rawDigest: encoded.rawDigest },
+        { streamId: streamIdBytes, encrypted: keys !== undefined },
+        { retry: options.retry, signal },
+      ));
+    if (stored) chunksReused++;
+    else {
+      const object = encoded.out.subarray(0, encoded.objectLength);
+      await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
+    }
     slabs.release(encoded.out);
-    watermark.finish(index - resumedFrom, rawLength, encoded.objectLength);
+    watermark.finish(index - resumedFrom, rawLength, stored ? (size as number) : encoded.objectLength);
     writer?.set(position());
     report();
   };
@@ -223,6 +241,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       sourceEnded = prefix.endsShort;
       verifySeconds = (performance.now() - verifyStarted) / 1000;
       owned = await claimStream(store, target, { retry: options.retry, signal, expectedRawBytes: options.expectedRawBytes });
+      storedBeyond = await chunksStoredFrom(store, resumedFrom, { retry: options.retry, signal });
       phase = 'sending';
     }
     writer = new ManifestWriter(store, owned as VersionedManifest, {
@@ -265,7 +284,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       digest,
       seconds: (performance.now() - started) / 1000,
       resumedFrom,
-      chunksUploaded: at.watermark - resumedFrom,
+      chunksUploaded: at.watermark - resumedFrom - chunksReused,
+      chunksReused,
       verifySeconds,
       tookOver: target
         ? { sender: target.manifest.sender, state: target.manifest.state, heartbeatAgeMs: target.heartbeatAgeMs }

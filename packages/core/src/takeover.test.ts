@@ -67,13 +67,20 @@ describe('a sender killed midway, then send --takeover', () => {
     const store = new FaultyStore(memory);
     const progress: SendProgress[] = [];
     const sent = await send(sendOptions(store, pieces(data, 10_007), { ...takeover(), onProgress: (p) => progress.push(p) }));
-    expect(sent).toMatchObject({ streamId: dead.streamId, chunks: 21, rawBytes: data.length, resumedFrom: 3, chunksUploaded: 18 });
+    expect(sent).toMatchObject({
+      streamId: dead.streamId,
+      chunks: 21,
+      rawBytes: data.length,
+      resumedFrom: 3,
+      chunksReused: 6,
+      chunksUploaded: 12,
+    });
     expect(sent.tookOver).toMatchObject({ state: 'sending', sender: dead.sender });
     expect(sent.digest).toBe(streamDigestOf(data, CHUNK));
-    // Chunks below the watermark are only read (their 128-byte headers), never written; the
-    // dead sender's chunks above it are simply uploaded again.
-    expect(chunkPuts(store).sort()).toEqual(range(3, 21).map(chunkKey));
-    expect(store.count('get', /^chunks\//)).toBe(3);
+    // Chunks below the watermark are only read (their 128-byte headers), never written; so are the
+    // dead sender's chunks above it (3 … 8), found by one listing, whose headers match the source.
+    expect(chunkPuts(store).sort()).toEqual(range(9, 21).map(chunkKey));
+    expect(store.count('get', /^chunks\//)).toBe(9);
     const manifest = await manifestOf(memory);
     expect(manifest).toMatchObject({ streamId: dead.streamId, createdAt: dead.createdAt, state: 'complete', watermark: 21 });
     expect(manifest.sender.startedAt).not.toBe(dead.sender.startedAt);
@@ -84,6 +91,20 @@ describe('a sender killed midway, then send --takeover', () => {
     expect(progress.at(-1)).toMatchObject({ phase: 'sending', resumedFrom: 3, watermark: 21 });
     expect(same(await receiveAll(memory), data), 'a new receiver gets identical bytes').toBe(true);
     expect(same(await following, data), 'a receiver that followed across the takeover too').toBe(true);
+  });
+
+  it('uploads again a chunk beyond the watermark that does not match the source (it was never announced)', async () => {
+    const data = randomBytes(8 * CHUNK, 35);
+    const memory = new MemoryStore();
+    await killedSender(memory, data, 2, 5);
+    // The same up to the watermark, other bytes in chunk 3 (stored by the dead sender, never announced).
+    const source = Uint8Array.from(data);
+    source[3 * CHUNK + 7] = (source[3 * CHUNK + 7] ?? 0) ^ 0xff;
+    const store = new FaultyStore(memory);
+    const sent = await send(sendOptions(store, pieces(source, 10_007), takeover()));
+    expect(sent).toMatchObject({ resumedFrom: 2, chunksReused: 2, chunksUploaded: 4, digest: streamDigestOf(source, CHUNK) });
+    expect(chunkPuts(store).sort()).toEqual([3, 5, 6, 7].map(chunkKey));
+    expect(same(await receiveAll(memory), source)).toBe(true);
   });
 
   it('finishes a stream whose every chunk was stored before the sender died, uploading nothing', async () => {

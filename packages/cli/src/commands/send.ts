@@ -213,6 +213,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
           resumedFrom: summary.resumedFrom,
           chunksVerified: summary.resumedFrom,
           chunksUploaded: summary.chunksUploaded,
+          chunksReused: summary.chunksReused ?? 0,
           verifySeconds: Number(summary.verifySeconds.toFixed(3)),
           tookOver: {
             sender: summary.tookOver.sender.id,
