@@ -30,7 +30,7 @@ const MAKE_CORPUS = join(ROOT, 'bench/make-corpus.sh');
 const S3_BASELINE = join(ROOT, 'bench/s3-baseline.mjs');
 const LINK_STREAM = join(ROOT, 'bench/link-stream.mjs');
 const LINK_SOURCE = join(ROOT, 'test/servers/link.ts');
-/** Case (f)'s link: what one TCP connection got on the seed's path, and its latency. */
+/** Case (f)'s link by default (--link-rate, --link-delay): what one TCP connection got on the seed's path, and its latency. */
 const LINK = { bytesPerSecond: 10 * 1e6, delayMs: 20 };
 const LINK_CONCURRENCY = [1, 4, 16];
 const CEPH_UP = join(ROOT, 'test/servers/ceph-up.sh');
@@ -79,6 +79,9 @@ options:
   --stat S          median or best of the runs (default median)
   --cases LIST      which cases to run, e.g. a,c (default a,b,c,enc,s3,f; enc is (a) encrypted; s3 means d and e)
   --link-slice SIZE MiB of the corpus that case (f) moves (default 512; 0: the whole corpus)
+  --link-rate MB/s  case (f)'s cap per connection and direction (default 10; lower it to see the
+                    link's limit on a machine whose CPU is busy)
+  --link-delay MS   case (f)'s one-way delay (default 20)
   --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
                     busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
   -h, --help
@@ -148,6 +151,8 @@ function parseOptions() {
         stat: { type: 'string', default: 'median' },
         cases: { type: 'string', default: 'a,b,c,enc,s3,f' },
         'link-slice': { type: 'string', default: '512' },
+        'link-rate': { type: 'string', default: String(LINK.bytesPerSecond / MB) },
+        'link-delay': { type: 'string', default: String(LINK.delayMs) },
         settle: { type: 'string', default: '60' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -170,6 +175,13 @@ function parseOptions() {
   const linkSlice = Number(parsed['link-slice']);
   if (!Number.isSafeInteger(linkSlice) || linkSlice < 0)
     throw new BenchError(`--link-slice ${parsed['link-slice']}: must be a whole number of MiB, 0 or more`);
+  const linkNumber = (name) => {
+    const value = Number(parsed[name]);
+    if (!Number.isFinite(value) || value < 0 || (name === 'link-rate' && value === 0)) {
+      throw new BenchError(`--${name} ${parsed[name]}: must be a number${name === 'link-rate' ? ' above 0' : ', 0 or more'}`);
+    }
+    return value;
+  };
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -184,6 +196,7 @@ function parseOptions() {
     cases,
     settle,
     linkSliceBytes: linkSlice * MiB,
+    link: { bytesPerSecond: linkNumber('link-rate') * MB, delayMs: linkNumber('link-delay') },
   };
 }
 
@@ -345,7 +358,8 @@ function defineCases(options) {
     cases.push(s3BaselineCase('e', '(e) SDK PutObject | GetObject, 16 MiB objects', options.runs));
   }
   if (options.cases.has('f')) {
-    const label = (what) => `(f) ${what}, link 10 MB/s/conn 20 ms`;
+    const { bytesPerSecond, delayMs } = options.link;
+    const label = (what) => `(f) ${what}, link ${bytesPerSecond / MB} MB/s/conn ${delayMs} ms`;
     cases.push(linkSingleStreamCase('f-single', label('one TCP stream, zstd -1 -T0|zstd -d'), options.runs));
     cases.push(linkBucketpipeCase('f-default', label('bucketpipe, default options'), [], options.runs));
     for (const n of LINK_CONCURRENCY) {
@@ -384,7 +398,7 @@ async function runCases(options, corpus, s3, slice) {
         if (options.settle > 0) await settle(options.settle);
         process.stderr.write(`bench: ${benchCase.label}, run ${round}/${benchCase.runs} ... `);
         const input = benchCase.id.startsWith('f') ? slice : corpus;
-        const run = await benchCase.run(input, dir, { verifyWithSeparateReceive: round === 1, s3, round });
+        const run = await benchCase.run(input, dir, { verifyWithSeparateReceive: round === 1, s3, round, linkOptions: options.link });
         process.stderr.write(`${(input.bytes / MB / run.seconds).toFixed(1)} MB/s (${run.seconds.toFixed(2)} s)\n`);
         results.get(benchCase.id).runs.push(run);
       } catch (error) {
@@ -464,7 +478,7 @@ function linkBucketpipeCase(id, label, args, runs) {
 
 /**
  * Both sides through S3 at once; also counts the requests each side made per chunk. `args` go to
- * both commands; with `viaLink`, they reach radosgw through a link of `LINK`'s rate and delay.
+ * both commands; with `viaLink`, they reach radosgw through a link (--link-rate, --link-delay).
  */
 function s3BucketpipeCase(id, label, runs, { args = [], viaLink = false } = {}) {
   return {
@@ -472,10 +486,10 @@ function s3BucketpipeCase(id, label, runs, { args = [], viaLink = false } = {}) 
     label,
     runs,
     perProcessRss: true,
-    async run(corpus, dir, { s3, round }) {
+    async run(corpus, dir, { s3, round, linkOptions }) {
       const prefix = `bench-${process.pid}-${id}-${round}`;
       const url = `s3://${s3.bucket}/${prefix}`;
-      const link = viaLink ? await startBenchLink(s3.endpoint) : undefined;
+      const link = viaLink ? await startBenchLink(s3.endpoint, linkOptions) : undefined;
       const endpoint = link ? `http://${link.proxy.address}` : s3.endpoint;
       const storeArgs = ['--s3-endpoint', endpoint, '--s3-path-style', ...args];
       const input = openSync(corpus.path, 'r');
@@ -524,7 +538,7 @@ function linkSingleStreamCase(id, label, runs) {
     id,
     label,
     runs,
-    async run(corpus, dir) {
+    async run(corpus, dir, { linkOptions }) {
       const portFile = join(dir, 'port');
       const countFile = join(dir, 'count');
       const receiveTime = join(dir, 'receive.time');
@@ -547,7 +561,7 @@ function linkSingleStreamCase(id, label, runs) {
       let link;
       try {
         const port = await waitForFile(portFile, receiving);
-        link = await startBenchLink(`http://127.0.0.1:${port}`);
+        link = await startBenchLink(`http://127.0.0.1:${port}`, linkOptions);
         const started = performance.now();
         const sending = startProcess(
           'bash',
@@ -602,7 +616,7 @@ let linkModule;
  * `target`. `report()` gives its counts and the CPU this process spent meanwhile (the proxy's,
  * as this process does little else while a case runs).
  */
-async function startBenchLink(target) {
+async function startBenchLink(target, linkOptions) {
   if (linkModule === undefined) {
     const ts = (await import('typescript')).default;
     const out = ts.transpileModule(readFileSync(LINK_SOURCE, 'utf8'), {
@@ -613,7 +627,7 @@ async function startBenchLink(target) {
     writeFileSync(file, out.outputText);
     linkModule = await import(pathToFileURL(file).href);
   }
-  const proxy = await linkModule.startLink({ target, ...LINK });
+  const proxy = await linkModule.startLink({ target, ...linkOptions });
   const cpuBefore = process.cpuUsage();
   return {
     proxy,
@@ -1034,6 +1048,7 @@ function summarize(result, corpus, stat) {
     requests: chosen.requests,
     link: chosen.link,
     busyCores: cpuSeconds / chosen.seconds,
+    machineCores: chosen.machine.busy / chosen.seconds,
   };
 }
 
@@ -1103,7 +1118,7 @@ function linkTargetLines(rows) {
   const linkRows = rows.filter((r) => r.id.startsWith('f-') && r.id !== 'f-single');
   if (!single || linkRows.length === 0) return [];
   const lines = ['', '(f) through the link (issue 10): bucketpipe with default options ≥ 5× one TCP stream'];
-  const table = [['', 'MB/s', '× one stream', 'cores busy', 'connections open (max)', '']];
+  const table = [['', 'MB/s', '× one stream', 'cores: case', 'all', 'connections open (max)', 'link used up / down', '']];
   for (const row of [single, ...linkRows]) {
     const ratio = row.MBps / single.MBps;
     const verdict = row.id === 'f-default' ? (ratio >= 5 ? 'PASS' : 'FAIL') : '';
@@ -1112,12 +1127,16 @@ function linkTargetLines(rows) {
       row.MBps.toFixed(1),
       `${ratio.toFixed(1)}×`,
       row.busyCores.toFixed(2),
+      row.machineCores.toFixed(2),
       String(row.link?.maxOpenConnections ?? ''),
+      row.link ? `${(row.link.bytesUp / MB / row.seconds).toFixed(1)} / ${(row.link.bytesDown / MB / row.seconds).toFixed(1)} MB/s` : '',
       verdict,
     ]);
   }
   lines.push(...formatTable(table).map((line) => `  ${line}`));
-  lines.push('  cores busy near 2 on this 2-core machine (with radosgw and the proxy beside them): CPU-bound, not link-bound');
+  lines.push(
+    `  cores: the case's processes, and the whole machine (radosgw, the proxy, anyone else) during the run; all near ${availableParallelism()}: CPU-bound, not link-bound`,
+  );
   return lines;
 }
 
