@@ -15,12 +15,22 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { logText, MiB, outputFile, repoRoot, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
 
 /** The packages a user installs, in dependency order; store-testkit is private and test-only. */
-const publishable = ['@bucketpipe/core', '@bucketpipe/store-fs', '@bucketpipe/store-s3', '@bucketpipe/store-gcs', 'bucketpipe'];
+const publishable = [
+  '@bucketpipe/core',
+  '@bucketpipe/store-fs',
+  '@bucketpipe/store-s3',
+  '@bucketpipe/store-gcs',
+  '@bucketpipe/zfs',
+  '@bucketpipe/replication',
+  'bucketpipe',
+];
 const workspaceDir: Record<string, string> = {
   '@bucketpipe/core': 'packages/core',
   '@bucketpipe/store-fs': 'packages/store-fs',
   '@bucketpipe/store-s3': 'packages/store-s3',
   '@bucketpipe/store-gcs': 'packages/store-gcs',
+  '@bucketpipe/zfs': 'packages/zfs',
+  '@bucketpipe/replication': 'packages/replication',
   bucketpipe: 'packages/cli',
 };
 /** Must not reach an installed tree: build and test tooling, the test kit. */
@@ -174,8 +184,8 @@ describe('packaging: the packed tarballs install into an empty prefix and run a 
       }
     }
     const cli = packed.find((p) => p.name === 'bucketpipe');
-    expect(cli?.files.map((f) => f.path)).toContain('dist/bin.js');
-    expect(readFileSync(join(repoRoot, 'packages/cli/dist/bin.js'), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(cli?.files.map((f) => f.path)).toEqual(expect.arrayContaining(['bin/bucketpipe.js', 'dist/bin.js']));
+    expect(readFileSync(join(repoRoot, 'packages/cli/bin/bucketpipe.js'), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
     // The CLI ships no type declarations: nothing imports it.
     expect(cli?.files.some((f) => f.path.endsWith('.d.ts'))).toBe(false);
     console.log(
@@ -203,7 +213,7 @@ describe('packaging: the packed tarballs install into an empty prefix and run a 
     expect(registryRequests.length).toBeGreaterThan(0); // the log level works: third-party packages were requested
     expect(registryRequests.filter((line) => /\/(@bucketpipe%2f|@bucketpipe\/|bucketpipe(\s|$|\/))/i.test(line))).toEqual([]);
     const lib = join(prefix, 'lib', 'node_modules');
-    // The five packages sit side by side under the prefix, one copy each: the CLI's
+    // The seven packages sit side by side under the prefix, one copy each: the CLI's
     // dependencies on @bucketpipe/*@0.1.0 were satisfied by the tarballs given on the command line.
     for (const name of publishable) expect(await installedCopies(lib, name), name).toEqual([join(lib, name)]);
     for (const name of devOnly) expect(await installedCopies(lib, name), name).toEqual([]);
