@@ -109,7 +109,7 @@ async function main() {
     const sourceDir = (await zfs.zfs('get', '-H', '-o', 'value', 'mountpoint', source)).trim();
     const writer = steadyWriter(sourceDir, Number.parseFloat(values.rate) * 1e6, 32);
     const started = performance.now();
-    const common = ['--poll-interval', '250ms', '--stale-after', '2s', ...viaProxy];
+    const common = ['--poll-interval', '250ms', ...viaProxy];
     const sender = keepRunning(
       'replicate send',
       [

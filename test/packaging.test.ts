@@ -20,8 +20,8 @@ const publishable = [
   '@bucketpipe/store-fs',
   '@bucketpipe/store-s3',
   '@bucketpipe/store-gcs',
-  '@bucketpipe/zfs',
   '@bucketpipe/replication',
+  '@bucketpipe/zfs',
   'bucketpipe',
 ];
 const workspaceDir: Record<string, string> = {
@@ -29,8 +29,8 @@ const workspaceDir: Record<string, string> = {
   '@bucketpipe/store-fs': 'packages/store-fs',
   '@bucketpipe/store-s3': 'packages/store-s3',
   '@bucketpipe/store-gcs': 'packages/store-gcs',
-  '@bucketpipe/zfs': 'packages/zfs',
   '@bucketpipe/replication': 'packages/replication',
+  '@bucketpipe/zfs': 'packages/zfs',
   bucketpipe: 'packages/cli',
 };
 /** Must not reach an installed tree: build and test tooling, the test kit. */

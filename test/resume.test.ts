@@ -23,6 +23,37 @@ const sendArgs = ['--chunk-size', '1MiB', '--manifest-interval', '200ms'];
 describe('a sender killed with SIGKILL, resumed with send --takeover', () => {
   const suite = mixedInputSuite('resume', streamBytes, 11);
 
+  it('takes over at once, without waiting for --stale-after, when the dead sender ran on this host and its process is gone', async () => {
+    const stream = join(suite.dir, 'same-host');
+    const manifestPath = join(stream, 'manifest.json');
+    const first = bucketpipe([
+      'send',
+      stream,
+      ...sendArgs,
+      '--',
+      process.execPath,
+      join(fixtures, 'paced-cat.mjs'),
+      suite.input,
+      String(8 * MiB),
+    ]);
+    await waitFor(
+      async () => ((await readJson(manifestPath).catch(() => ({ watermark: 0 }))).watermark as number) >= 3 || undefined,
+      20_000,
+      'a watermark of 3 chunks',
+    );
+    const sender = (await readJson(manifestPath)).sender as { pid: number; process?: { bootId: string; startTime: string } };
+    expect(sender.pid).toBe(first.child.pid);
+    expect(sender.process?.bootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(sender.process?.startTime).toMatch(/^\d+$/);
+    first.child.kill('SIGKILL');
+    await first.done;
+    // The heartbeat is fresh (well under the default 60 s --stale-after), but its process is gone.
+    const resumed = await run(['send', stream, ...sendArgs, '--takeover', '--', 'cat', suite.input]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(summaryOf(resumed.stderr)).toMatchObject({ state: 'complete', chunks: 25, tookOver: { state: 'sending' } });
+    expect((summaryOf(resumed.stderr).tookOver as { heartbeatAgeSeconds: number }).heartbeatAgeSeconds).toBeLessThan(60);
+  });
+
   it('verifies what is stored against the source, uploads the rest, and a receiver gets identical bytes', async () => {
     const stream = join(suite.dir, 'stream');
     const manifestPath = join(stream, 'manifest.json');

@@ -8,11 +8,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketpipe, errorLine, fixtures, MiB, run, summaryOf, tempDir, waitFor } from './helpers.js';
+import { bucketpipe, cliPath, errorLine, fixtures, MiB, readJson, run, summaryOf, tempDir, waitFor } from './helpers.js';
 import { type Pool, startZfs, type ZfsTestEnv } from './servers/zfs.js';
 import { type Entry, snapshotTree, writeSourceFiles } from './zfs-tree.js';
 
 const execFileText = async (file: string, args: string[]) => (await promisify(execFile)(file, args)).stdout;
+const execFileAsync = promisify(execFile);
 const fastReceive = ['--poll-interval', '100ms'];
 const fastSend = ['--chunk-size', '256KiB', '--manifest-interval', '100ms'];
 
@@ -166,6 +167,32 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     expect(received.code, received.stderr).toBe(6);
     expect(errorLine(received.stderr)).toContain('[BP_STREAM_ABORTED]');
     await expectNoDataset(target);
+  });
+
+  it('marks a zfs send stream piped in and cut short aborted, not complete: mid-record, just before the END record, one byte short', async () => {
+    for (const cut of [1_500_000, fullStreamBytes - 312, fullStreamBytes - 1]) {
+      const stream = join(streams.path, `truncated-${cut}`);
+      const cli = [process.execPath, cliPath, 'send', stream, ...fastSend].map((a) => `'${a}'`).join(' ');
+      const piped = await execFileAsync('sh', ['-c', `"${zfs.zfsPath}" send "${source}@s1" | head -c ${cut} | ${cli}`]).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(piped.code, `cut at ${cut}: ${piped.stderr}`).toBe(6);
+      expect(errorLine(piped.stderr)).toMatch(
+        new RegExp(
+          `stdin ended after ${cut} bytes without the END record of the ZFS send stream of ${source}@s1.*\\[BP_SOURCE_TRUNCATED\\]`,
+        ),
+      );
+      const manifest = await readJson(join(stream, 'manifest.json'));
+      expect(manifest.state).toBe('aborted');
+      const verified = await run(['verify', stream]);
+      expect(verified.code).toBe(6); // aborted, not OK
+    }
+    // The whole stream through the same pipe completes.
+    const whole = join(streams.path, 'piped-whole');
+    const cli = [process.execPath, cliPath, 'send', whole, ...fastSend].map((a) => `'${a}'`).join(' ');
+    await execFileAsync('sh', ['-c', `"${zfs.zfsPath}" send "${source}@s1" | ${cli}`]);
+    expect((await readJson(join(whole, 'manifest.json'))).state).toBe('complete');
   });
 
   it('leaves no half-received dataset when the receiver is interrupted midway, and a second receive replays the stream into a whole one', async () => {

@@ -2,6 +2,7 @@ import { ENCRYPTION_ALGORITHM, KEY_DERIVATION, type ManifestEncryption } from '.
 import { StreamConflictError } from './errors.js';
 import { isRecord } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
+import { isProcessIdentity, type ProcessIdentity } from './process-identity.js';
 import { isPreconditionFailure, type ObjectStore } from './store.js';
 import { isStreamId } from './stream-id.js';
 import { SENDER_STALE_AFTER_MS } from './stream-status.js';
@@ -18,6 +19,8 @@ export interface SenderInfo {
   pid: number;
   startedAt: string;
   heartbeatAt: string;
+  /** Linux: which process exactly (boot and start time), so that a takeover on the same host can tell it is gone. */
+  process?: ProcessIdentity;
 }
 
 export interface FinalSummary {
@@ -210,6 +213,10 @@ function manifestProblems(m: Record<string, unknown>): string[] {
   need(
     isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isTime(sender.heartbeatAt),
     '"sender" must have id, host and heartbeatAt',
+  );
+  need(
+    !isRecord(sender) || sender.process === undefined || isProcessIdentity(sender.process),
+    '"sender.process" must have a bootId and a decimal startTime',
   );
   need(m.abortReason === undefined || typeof m.abortReason === 'string', '"abortReason" must be a string');
   need(

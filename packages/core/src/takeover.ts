@@ -8,6 +8,7 @@ import {
   type SenderInfo,
   type VersionedManifest,
 } from './manifest.js';
+import { isProcessGone, ownProcessIdentity } from './process-identity.js';
 import { type RetryPolicy, withRetry } from './retry.js';
 import type { ObjectStore } from './store.js';
 import { SENDER_STALE_AFTER_MS } from './stream-status.js';
@@ -17,7 +18,20 @@ import { formatBytes } from './units.js';
 export const DEFAULT_STALE_AFTER_MS = SENDER_STALE_AFTER_MS;
 
 export function senderInfo(now: string): SenderInfo {
-  return { id: `${hostname()}:${process.pid}`, host: hostname(), pid: process.pid, startedAt: now, heartbeatAt: now };
+  const identity = ownProcessIdentity();
+  return {
+    id: `${hostname()}:${process.pid}`,
+    host: hostname(),
+    pid: process.pid,
+    startedAt: now,
+    heartbeatAt: now,
+    ...(identity ? { process: identity } : {}),
+  };
+}
+
+/** Whether the stream's sender ran on this host and its process is gone (a restart after a crash). */
+export function senderGoneHere(sender: SenderInfo): boolean {
+  return sender.host === hostname() && isProcessGone(sender.pid, sender.process);
 }
 
 export interface TakeoverRequest {
@@ -55,7 +69,8 @@ export async function findTakeoverTarget(request: TakeoverRequest): Promise<Take
     );
   }
   const ageMs = heartbeatAgeMs(manifest, Date.now());
-  if (manifest.state === 'sending' && ageMs < request.staleAfterMs) {
+  // A sender of this host whose process is gone cannot beat again: no need to wait for its heartbeat to age.
+  if (manifest.state === 'sending' && ageMs < request.staleAfterMs && !senderGoneHere(manifest.sender)) {
     const { id, host, pid } = manifest.sender;
     throw new StreamConflictError(
       'BP_SENDER_LIVE',

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { newStreamId, type ObjectStore, type RetryPolicy, StreamConflictError, withRetry } from '@bucketpipe/core';
+import { isProcessGone, newStreamId, type ObjectStore, type RetryPolicy, StreamConflictError, withRetry } from '@bucketpipe/core';
 import type { Versioned } from './json-record.js';
 import {
   createSeries,
@@ -17,8 +17,6 @@ export interface SeriesClaim {
   dataset: string;
   /** How old the heartbeat of another host's sender must be before it counts as gone. */
   staleAfterMs: number;
-  /** Whether a sender process that ran on this host is gone (its pid no longer runs, or runs another program). */
-  isGoneHere: (pid: number) => boolean;
   retry?: RetryPolicy;
   signal?: AbortSignal;
 }
@@ -58,11 +56,12 @@ export async function claimSeries(claim: SeriesClaim): Promise<SeriesOwner> {
     }
     const { sender } = series;
     const ageMs = Math.max(0, Date.now() - Date.parse(sender.heartbeatAt));
-    const gone = sender.host === hostname() ? sender.pid === process.pid || claim.isGoneHere(sender.pid) : ageMs >= claim.staleAfterMs;
+    // On this host the process itself tells (ProcessIdentity); elsewhere only the heartbeat's age can.
+    const gone = ageMs >= claim.staleAfterMs || (sender.host === hostname() && isProcessGone(sender.pid, sender.process));
     if (!gone) {
       throw new StreamConflictError(
         'BP_SERIES_SENDER_LIVE',
-        `the series at ${store.description} has a live sender daemon (${sender.id}, heartbeat ${Math.round(ageMs / 1000)}s ago): only one may run; stop it first${sender.host === hostname() ? '' : `, or wait until its heartbeat is older than ${Math.round(claim.staleAfterMs / 1000)}s`}`,
+        `the series at ${store.description} has a live sender daemon (${sender.id}, heartbeat ${Math.round(ageMs / 1000)}s ago): only one may run; stop it first, or wait until its heartbeat is older than ${Math.round(claim.staleAfterMs / 1000)}s`,
       );
     }
     const claimed: SeriesRecord = { ...series, updatedAt: now, sender: seriesSender(now) };

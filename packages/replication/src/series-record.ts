@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { ObjectStore } from '@bucketpipe/core';
+import { isProcessIdentity, type ObjectStore, ownProcessIdentity, type ProcessIdentity } from '@bucketpipe/core';
 import { createRecord, isCount, isNonEmptyString, isTime, problemList, readRecord, replaceRecord, type Versioned } from './json-record.js';
 import { SERIES_KEY } from './layout.js';
 import { isSnapshotRef, type SnapshotRef } from './snapshot-ref.js';
@@ -14,6 +14,8 @@ export interface SeriesSender {
   pid: number;
   startedAt: string;
   heartbeatAt: string;
+  /** Linux: which process exactly, so that a restart on the same host can tell it is gone (ProcessIdentity). */
+  process?: ProcessIdentity;
 }
 
 /**
@@ -39,7 +41,15 @@ export interface SeriesRecord {
 }
 
 export function seriesSender(now: string): SeriesSender {
-  return { id: `${hostname()}:${process.pid}`, host: hostname(), pid: process.pid, startedAt: now, heartbeatAt: now };
+  const identity = ownProcessIdentity();
+  return {
+    id: `${hostname()}:${process.pid}`,
+    host: hostname(),
+    pid: process.pid,
+    startedAt: now,
+    heartbeatAt: now,
+    ...(identity ? { process: identity } : {}),
+  };
 }
 
 export function parseSeriesRecord(v: Record<string, unknown>): { value: SeriesRecord } | { problems: string[] } {
@@ -53,6 +63,10 @@ export function parseSeriesRecord(v: Record<string, unknown>): { value: SeriesRe
   need(
     typeof s === 'object' && s !== null && isNonEmptyString(s.id) && isNonEmptyString(s.host) && isCount(s.pid) && isTime(s.heartbeatAt),
     '"sender" must have id, host, pid and heartbeatAt',
+  );
+  need(
+    s === undefined || s === null || s.process === undefined || isProcessIdentity(s.process),
+    '"sender.process" must have a bootId and a decimal startTime',
   );
   need(isCount(v.streams), '"streams" must be a non-negative integer');
   need(v.sourceNewest === undefined || isSnapshotRef(v.sourceNewest), '"sourceNewest" must be a snapshot (name, guid, creation)');

@@ -16,6 +16,7 @@ import {
   send,
   UsageError,
 } from '@bucketpipe/core';
+import { StreamEndCheck } from '@bucketpipe/zfs';
 import {
   durationOption,
   exactlyOnePositional,
@@ -153,7 +154,8 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   try {
     const summary = await send({
       store: rateLimited(metrics.store(store), rate),
-      source: source.bytes,
+      // A ZFS send stream must end with its END record to count as complete: a cut pipe is not an end.
+      source: new StreamEndCheck(source.bytes, { description: source.description, exit: source.exit }),
       sourceExit: source.exit,
       chunkSize,
       level,

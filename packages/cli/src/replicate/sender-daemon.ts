@@ -29,11 +29,10 @@ import {
   snapshotRef,
   streamPrefix,
 } from '@bucketpipe/replication';
-import { bucketpipeSnapshotName, isBucketpipeSnapshotName, type Snapshot, type Zfs, ZfsError } from '@bucketpipe/zfs';
+import { bucketpipeSnapshotName, isBucketpipeSnapshotName, type Snapshot, StreamEndCheck, type Zfs, ZfsError } from '@bucketpipe/zfs';
 import { commandSource } from '../source.js';
 import { holdTag } from './hold-tag.js';
 import { pause } from './pause.js';
-import { isProcessGone } from './process-liveness.js';
 
 export interface SenderDaemonOptions {
   /** The series root. */
@@ -97,7 +96,6 @@ export async function runSenderDaemon(options: SenderDaemonOptions): Promise<Sen
     store,
     dataset,
     staleAfterMs: options.staleAfterMs,
-    isGoneHere: isProcessGone,
     retry: options.retry,
     signal,
   });
@@ -266,7 +264,7 @@ async function sendStream(options: SenderDaemonOptions, stream: StreamRecord, re
     try {
       const summary = await send({
         store: streamStore(options, stream.seq),
-        source: source.bytes,
+        source: new StreamEndCheck(source.bytes, { description: source.description, required: true, exit: source.exit }),
         sourceExit: source.exit,
         chunkSize: options.stream.chunkSize,
         level: options.stream.level,
