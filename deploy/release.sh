@@ -76,7 +76,8 @@ sed -e "s/@VERSION@/$version/" -e "s/@INSTALLED_SIZE@/$installed_kib/" -e "s/@NO
   deploy/debian/control.in > "$deb/DEBIAN/control"
 "$deb/usr/lib/bucketpipe/bin/bucketpipe" --version >/dev/null
 debfile=release/bucketpipe_${version}_amd64.deb
-dpkg-deb --root-owner-group -Zxz --build "$deb" "$debfile" >/dev/null
+# xz level 1: the Node binary at level 6 takes a minute more on 2 cores for 5 MiB less.
+dpkg-deb --root-owner-group -Zxz -z1 --build "$deb" "$debfile" >/dev/null
 
 rm -rf release/work
 ls -l "$tarball" "$debfile"
