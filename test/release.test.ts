@@ -3,8 +3,8 @@
 // `npm ci && npm run build` and `npx bucketpipe`, then `npm run release`; the tarball extracted
 // where no node_modules is above it runs a live send and receive with the npm registry unreachable;
 // the .deb installs into this machine with dpkg (as root), its units pass `systemd-analyze verify`,
-// and `dpkg -r` leaves nothing but /etc/bucketpipe. About 4 minutes: the clone's `npm ci` compiles
-// the zstd binding, and the .deb compresses a Node runtime.
+// and `dpkg -r` leaves nothing but /etc/bucketpipe. About 3 minutes: the clone's `npm ci` compiles
+// the zstd binding (77 s here), npm run release takes 50 s, mostly compressing the .deb's Node.
 import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
