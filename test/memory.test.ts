@@ -5,9 +5,11 @@ import { bucketpipe, fixtures, MiB, peakRss, summaryOf, tempDir } from './helper
 /**
  * Node itself with two codec worker threads, plus what V8 has not yet collected, measured
  * (docs/PERFORMANCE.md): about 63 MiB for a tiny stream and 80–95 MiB more than the chunk slabs
- * during a 1 GiB send. The bound below is what the README promises.
+ * during a 1 GiB send on Node 20. Node 22 and 24 start bigger (empty stream 91 and 97 MiB against
+ * 75 on Node 20, measured side by side) and peaked 116 and 126 MiB above the slabs. The bound
+ * below is what the README promises for each.
  */
-const FIXED_OVERHEAD = 112 * MiB;
+const FIXED_OVERHEAD = (Number(process.versions.node.split('.')[0]) >= 22 ? 144 : 112) * MiB;
 
 async function sendMeasuringPeak(stream: string, args: string[]): Promise<{ peak: number; stderr: string; code: number | null }> {
   const sender = bucketpipe(['send', stream, '--no-fsync', '-q', ...args]);
