@@ -116,7 +116,7 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
   };
   async function cutover(series: string) {
     const result = await run(['replicate', 'cutover', series, '--poll-interval', '100ms']);
-    expect(result.code, result.stderr).toBe(0);
+    expect(result.code, errorLine(result.stderr)).toBe(0);
     return summaryOf(result.stderr);
   }
 
@@ -151,6 +151,12 @@ describe('replicate: sender and receiver daemons on zfs-fuse', () => {
     expect(await snapshotsOf(target)).toEqual(expected);
     expect(expected.at(-1)).toBe(final.snapshot);
     expect(summaryOf(received.stderr)).toMatchObject({ command: 'replicate receive', final: { seq: final.seq } });
+    const record = await readJson(join(series, 'series.json'));
+    expect(record).toMatchObject({
+      streams: final.seq + 1,
+      final: { seq: final.seq, snapshot: final.snapshot },
+      sourceNewest: { name: final.snapshot },
+    });
   });
 
   /** The manifest of stream `seq`, or undefined before it exists. */

@@ -4,6 +4,7 @@ export * from './chunk-fetch.js';
 export * from './chunk-reader.js';
 export { chunkObjectBound } from './codec.js';
 export { CodecPool } from './codec-pool.js';
+export * from './conditional-write.js';
 export * from './counting-store.js';
 export { ENCRYPTION_KEY_LENGTH, EncryptionKey, type ManifestEncryption } from './encryption.js';
 export * from './errors.js';

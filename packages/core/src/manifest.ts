@@ -1,9 +1,10 @@
+import { putIfAbsent, putIfMatch } from './conditional-write.js';
 import { ENCRYPTION_ALGORITHM, KEY_DERIVATION, type ManifestEncryption } from './encryption.js';
 import { StreamConflictError } from './errors.js';
 import { isRecord } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { isProcessIdentity, type ProcessIdentity } from './process-identity.js';
-import { isPreconditionFailure, type ObjectStore } from './store.js';
+import type { ObjectStore } from './store.js';
 import { isStreamId } from './stream-id.js';
 import { SENDER_STALE_AFTER_MS } from './stream-status.js';
 
@@ -71,17 +72,10 @@ export async function readManifest(store: ObjectStore): Promise<VersionedManifes
 
 /** Creates the manifest; fails with BP_STREAM_EXISTS when the stream root already holds one. */
 export async function createManifest(store: ObjectStore, manifest: Manifest): Promise<string> {
-  const body = encodeManifest(manifest);
-  try {
-    const { etag } = await store.put(MANIFEST_KEY, body, { ifNoneMatch: true });
-    return etag;
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error;
-    const landed = await ownWriteLanded(store, body);
-    if (landed !== undefined) return landed;
-    const existing = await readManifest(store);
-    throw new StreamConflictError('BP_STREAM_EXISTS', describeExisting(store, existing?.manifest), { cause: error });
-  }
+  const put = await putIfAbsent(store, MANIFEST_KEY, encodeManifest(manifest));
+  if ('etag' in put) return put.etag;
+  const existing = await readManifest(store);
+  throw new StreamConflictError('BP_STREAM_EXISTS', describeExisting(store, existing?.manifest), { cause: put.refused });
 }
 
 /** Replaces the manifest only if it is still the version we last wrote. */
@@ -96,27 +90,12 @@ export async function updateManifest(store: ObjectStore, manifest: Manifest, eta
 
 /**
  * Writes the manifest only if its current version has `etag`; returns the new ETag, or null when
- * another process changed it first (a lost race, which the caller names).
+ * another process changed it first (a lost race, which the caller names). A retried write whose
+ * first attempt landed finds our exact bytes there (stream id, sender and time make them unique).
  */
 export async function compareAndSwapManifest(store: ObjectStore, manifest: Manifest, etag: string): Promise<string | null> {
-  const body = encodeManifest(manifest);
-  try {
-    return (await store.put(MANIFEST_KEY, body, { ifMatch: etag })).etag;
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error;
-    return (await ownWriteLanded(store, body)) ?? null;
-  }
-}
-
-/**
- * A retried conditional write is refused when its first attempt landed but the response was lost
- * (a reset connection): then the manifest holds exactly our bytes (stream id, sender and time make
- * them unique), and its ETag is the one we were after. Returns undefined in every other case.
- */
-async function ownWriteLanded(store: ObjectStore, body: Uint8Array): Promise<string | undefined> {
-  const current = await store.get(MANIFEST_KEY).catch(() => null);
-  const same = current && Buffer.from(current.body.buffer, current.body.byteOffset, current.body.byteLength).equals(body);
-  return same ? current.etag : undefined;
+  const put = await putIfMatch(store, MANIFEST_KEY, encodeManifest(manifest), etag);
+  return 'etag' in put ? put.etag : null;
 }
 
 function describeExisting(store: ObjectStore, existing: Manifest | undefined): string {

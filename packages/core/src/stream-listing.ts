@@ -19,7 +19,19 @@ export interface ListedStream {
 export interface ListStreamsOptions {
   /** Manifests and cursors read in parallel (default 8). */
   concurrency?: number;
+  /**
+   * A prefix holding `marker` (e.g. a replication series' series.json) is listed as one group: the
+   * streams under its `members` prefix (e.g. 'streams/') are skipped, not listed one by one.
+   */
+  groups?: { marker: string; members: string };
   signal?: AbortSignal;
+}
+
+/** What a listing found at and below a location. */
+export interface ListedLocation {
+  streams: ListedStream[];
+  /** Roots ('' or e.g. 'db/series', no trailing slash) that hold the groups' marker, in key order. */
+  groups: string[];
 }
 
 /** Greater than every chunk key (exactly 12 digits, FORMAT.md §1) and less than anything else after them. */
@@ -35,21 +47,50 @@ const cursorKey = /^(.*\/)?receivers\/[^/]+\.json$/;
  * receivers/ sorts after its manifest.json), so each stream then costs one GET per object read.
  */
 export async function listStreams(store: ObjectStore, options: ListStreamsOptions = {}): Promise<ListedStream[]> {
-  const roots = await findStreamRoots(store, options.signal);
-  const entries = [...roots.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const listed = await mapLimit(entries, options.concurrency ?? 8, ([root, cursorKeys]) => readStream(store, root, cursorKeys));
-  return listed.filter((stream): stream is ListedStream => stream !== null);
+  return (await listLocation(store, options)).streams;
 }
 
-/** Stream roots ('' or 'a/b/', with the slash) mapped to their cursor keys. */
-async function findStreamRoots(store: ObjectStore, signal: AbortSignal | undefined): Promise<Map<string, string[]>> {
+/** listStreams, and the groups (see ListStreamsOptions.groups) found on the way, each costing one restart of the listing. */
+export async function listLocation(store: ObjectStore, options: ListStreamsOptions = {}): Promise<ListedLocation> {
+  const { roots, groups } = await findStreamRoots(store, options.groups, options.signal);
+  const entries = [...roots.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const listed = await mapLimit(entries, options.concurrency ?? 8, ([root, cursorKeys]) => readStream(store, root, cursorKeys));
+  return {
+    streams: listed.filter((stream): stream is ListedStream => stream !== null),
+    groups: groups.map((root) => root.replace(/\/$/, '')),
+  };
+}
+
+/** Stream roots ('' or 'a/b/', with the slash) mapped to their cursor keys, and group roots. */
+async function findStreamRoots(
+  store: ObjectStore,
+  grouping: ListStreamsOptions['groups'],
+  signal: AbortSignal | undefined,
+): Promise<{ roots: Map<string, string[]>; groups: string[] }> {
   const roots = new Map<string, string[]>();
+  const groups: string[] = [];
   let startAfter: string | undefined;
   let restart = true;
   while (restart) {
     restart = false;
     for await (const { key } of store.list('', { startAfter, signal })) {
       if (startAfter !== undefined && key <= startAfter) continue; // a store that ignored startAfter: slow, still right
+      if (grouping) {
+        if (key === grouping.marker || key.endsWith(`/${grouping.marker}`)) {
+          groups.push(key.slice(0, -grouping.marker.length));
+          continue;
+        }
+        const group = groups.findLast((root) => key.startsWith(root + grouping.members));
+        if (group !== undefined) {
+          // Past every key under <group>/<members>: the members' last character '/' becomes '0', the next one up.
+          const skipTo = `${group}${grouping.members.slice(0, -1)}0`;
+          if (key < skipTo) {
+            startAfter = skipTo;
+            restart = true;
+            break;
+          }
+        }
+      }
       const chunk = chunkKey.exec(key);
       if (chunk) {
         const skipTo = `${chunk[1] ?? ''}${LAST_CHUNK_KEY}`;
@@ -67,7 +108,7 @@ async function findStreamRoots(store: ObjectStore, signal: AbortSignal | undefin
       }
     }
   }
-  return roots;
+  return { roots, groups };
 }
 
 async function readStream(store: ObjectStore, root: string, cursorKeys: string[]): Promise<ListedStream | null> {
@@ -99,7 +140,8 @@ async function readCursor(store: ObjectStore, key: string): Promise<ReceiverCurs
   }
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+/** `task` over `items` with at most `limit` running at once; results in the items' order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

@@ -6,7 +6,7 @@ import { StreamConflictError } from './errors.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest, type StreamState } from './manifest.js';
 import { type ReceiverCursor, type ReceiverState, receiverKey } from './receiver-cursor.js';
 import type { ObjectStore } from './store.js';
-import { listStreams } from './stream-listing.js';
+import { listLocation, listStreams } from './stream-listing.js';
 import { removeStream } from './stream-removal.js';
 
 /** A stream's objects written directly, no sender involved. */
@@ -129,6 +129,33 @@ describe('listStreams', () => {
     expect(names(streams)).toEqual(['bad', 'good']);
     expect(streams[0]?.manifest).toBeNull();
     expect(streams[0]?.problem?.code).toBe('BP_MANIFEST_MALFORMED');
+  });
+});
+
+describe('listLocation with groups', () => {
+  it('lists a prefix holding the marker as one group and skips the streams under its members prefix: requests do not grow with them', async () => {
+    const cost = async (members: number) => {
+      const memory = new MemoryStore();
+      await writeFakeStream(memory, 'a/', { state: 'complete', chunks: 2 });
+      await memory.put('mig/series.json', new Uint8Array(1));
+      await memory.put('mig/receivers/r.json', new Uint8Array(1));
+      for (let seq = 0; seq < members; seq++) {
+        await writeFakeStream(memory, `mig/streams/${String(seq).padStart(12, '0')}/`, { state: 'complete', chunks: 3 });
+      }
+      await writeFakeStream(memory, 'mig/streamsx/', { state: 'complete', chunks: 1 }); // beside the members, not under them
+      await writeFakeStream(memory, 'z/', { state: 'sending', chunks: 1 });
+      const store = new FaultyStore(memory);
+      const listed = await listLocation(store, { groups: { marker: 'series.json', members: 'streams/' } });
+      expect(listed.groups).toEqual(['mig']);
+      expect(names(listed.streams)).toEqual(['a', 'mig/streamsx', 'z']);
+      return { lists: store.count('list'), gets: store.count('get') };
+    };
+    expect(await cost(500)).toEqual(await cost(2));
+    // Without groups the members are streams like any other.
+    const plain = new MemoryStore();
+    await plain.put('mig/series.json', new Uint8Array(1));
+    await writeFakeStream(plain, 'mig/streams/000000000000/', { state: 'complete', chunks: 1 });
+    expect(names(await listStreams(plain))).toEqual(['mig/streams/000000000000']);
   });
 });
 

@@ -7,5 +7,7 @@ export * from './plan-send.js';
 export * from './series-owner.js';
 export * from './series-receiver.js';
 export * from './series-record.js';
+export * from './series-relay.js';
+export * from './series-status.js';
 export * from './snapshot-ref.js';
 export * from './stream-record.js';

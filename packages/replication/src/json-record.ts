@@ -1,4 +1,4 @@
-import { isPreconditionFailure, isRecord, type ObjectStore, StreamConflictError } from '@bucketpipe/core';
+import { isRecord, type ObjectStore, putIfAbsent, putIfMatch, StreamConflictError } from '@bucketpipe/core';
 
 /** A record as read, with the ETag a compare-and-swap must match. */
 export interface Versioned<T> {
@@ -40,21 +40,13 @@ export function decodeRecord<T>(bytes: Uint8Array, where: string, parse: RecordP
   return parsed.value;
 }
 
-/**
- * Creates the record only where there is none. Returns its ETag, or null when another one is there.
- * A retried create whose first attempt landed (the reply was lost) finds its own bytes: that is success.
- */
+/** Creates the record only where there is none (putIfAbsent): its ETag, or null when another one is there. */
 export async function createRecord(store: ObjectStore, key: string, value: unknown, signal?: AbortSignal): Promise<string | null> {
-  const body = encodeRecord(value);
-  try {
-    return (await store.put(key, body, { ifNoneMatch: true, signal })).etag;
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error;
-    return (await ownWriteLanded(store, key, body)) ?? null;
-  }
+  const put = await putIfAbsent(store, key, encodeRecord(value), signal);
+  return 'etag' in put ? put.etag : null;
 }
 
-/** Replaces the record only if it is still the version with `etag`; null when another process changed it first. */
+/** Replaces the record only if it is still the version with `etag` (putIfMatch); null when another process changed it first. */
 export async function replaceRecord(
   store: ObjectStore,
   key: string,
@@ -62,19 +54,8 @@ export async function replaceRecord(
   etag: string,
   signal?: AbortSignal,
 ): Promise<string | null> {
-  const body = encodeRecord(value);
-  try {
-    return (await store.put(key, body, { ifMatch: etag, signal })).etag;
-  } catch (error) {
-    if (!isPreconditionFailure(error)) throw error;
-    return (await ownWriteLanded(store, key, body)) ?? null;
-  }
-}
-
-async function ownWriteLanded(store: ObjectStore, key: string, body: Uint8Array): Promise<string | undefined> {
-  const current = await store.get(key).catch(() => null);
-  const same = current && Buffer.from(current.body.buffer, current.body.byteOffset, current.body.byteLength).equals(body);
-  return same ? current.etag : undefined;
+  const put = await putIfMatch(store, key, encodeRecord(value), etag, signal);
+  return 'etag' in put ? put.etag : null;
 }
 
 /** Field checks shared by the record parsers. */

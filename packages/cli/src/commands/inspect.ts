@@ -13,38 +13,69 @@ import {
   UsageError,
   withRetry,
 } from '@bucketpipe/core';
-import { durationOption, exactlyOnePositional, type OptionSpec, parseCommandLine } from '../args.js';
+import { SeriesStatusReader } from '@bucketpipe/replication';
+import { durationOption, exactlyOnePositional, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import { completion } from '../progress/completion.js';
 import { formatDuration } from '../progress/progress-text.js';
 import { describeRatio } from '../progress.js';
 import { interruptSignal } from '../signals.js';
 import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
+import { parseShownStreams, renderSeries, SeriesRate, seriesJson } from './inspect-series.js';
+
+/** On a series: manifests and stream records read in parallel. */
+export const DEFAULT_SERIES_READS = 32;
 
 /** Rates are measured over the readings of the last this-many milliseconds (at least two readings). */
 export const WATCH_WINDOW_MS = 10_000;
 
-export const inspectHelp = `usage: bucketpipe inspect <stream-url> [--json | --watch [--interval D]]
+export const inspectHelp = `usage: bucketpipe inspect <stream-or-series-url> [--json | --watch [--interval D]] [--streams N|all]
 
 Shows where a stream stands: state, chunk size and codec, chunks and bytes stored so far, raw
 versus stored size (stored is smaller because of compression, not loss), the sender's heartbeat,
 and each receiver's position and lag.
 
+On a series (a URL holding series.json, written by replicate send): the series id, the source
+dataset, the sender daemon and its heartbeat (stale after 60s), the source's newest snapshot,
+whether the series is final; totals over every stream and a table of the newest streams (seq,
+from → to snapshot, raw and stored size, state: sending, complete, aborted, or not started while
+its manifest is not there yet); and each receiver registered with the series: target dataset,
+state, the newest snapshot it applied and the replication lag — now minus that snapshot's
+creation time.
+
 options:
-  --json        print the manifest and receivers as one JSON object
+  --json        print the manifest and receivers as one JSON object; on a series: {"series",
+                "kind": "series", "record" (series.json), "sender": {state, heartbeatAgeSeconds},
+                "totals": {streams, rawBytes, storedBytes, chunks, byState}, "shown": {from, count},
+                "streams": [{seq, from, to, final, state, streamId, chunks, rawBytes, storedBytes}],
+                "receivers": [the receiver's record + lagSeconds and stream: {seq, position,
+                watermark, rawBytes} while receiving], "finished"}
   --watch       refresh until the stream is complete and every receiver of it is done (or the
                 stream is aborted; Ctrl-C ends it too, exit 130), adding the sender's rate and each
                 receiver's rate, lag and ETA, measured between refreshes (raw bytes over the last
                 ${WATCH_WINDOW_MS / 1000}s). ETA needs the total: exact once the stream is complete, and
                 before that the sender's estimate when it published one (send --size, or zfs send
-                -nP), marked with ~. Redraws in place on a terminal, else prints one block per refresh
+                -nP), marked with ~. Redraws in place on a terminal, else prints one block per refresh.
+                On a series: until the final stream is complete and every receiver applied it
   --interval D  time between refreshes with --watch (default 2s)
+  --streams N|all
+                on a series: how many of the newest streams to list (default 20); the totals
+                always count every stream. A complete stream's manifest is read only once per --watch
+  --concurrency N
+                on a series: manifests and records read in parallel (default ${DEFAULT_SERIES_READS})
   -h, --help
 
 ${storeOptionsHelp}
 `;
 
-const spec: OptionSpec = { json: { type: 'boolean' }, watch: { type: 'boolean' }, interval: { type: 'string' }, ...storeOptionSpec };
+const spec: OptionSpec = {
+  json: { type: 'boolean' },
+  watch: { type: 'boolean' },
+  interval: { type: 'string' },
+  streams: { type: 'string' },
+  concurrency: { type: 'string' },
+  ...storeOptionSpec,
+};
 
 export async function runInspect(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'inspect');
@@ -53,19 +84,32 @@ export async function runInspect(argv: string[]): Promise<number> {
   if (values.watch === true && values.json === true) throw new UsageError('--watch and --json cannot be combined');
   if (values.interval !== undefined && values.watch !== true) throw new UsageError('--interval applies only with --watch');
   const intervalMs = durationOption(values, 'interval', 2000);
-  const store = await openStreamStore(url, storeOpenOptions(parsed.values));
-  if (values.watch === true) {
-    try {
-      return await watch(store, intervalMs);
-    } finally {
-      await store.close();
-    }
-  }
+  const shown = parseShownStreams(typeof values.streams === 'string' ? values.streams : undefined);
+  const concurrency = integerOption(values, 'concurrency', DEFAULT_SERIES_READS, 1, 256);
+  const store = await openStreamStore(url, storeOpenOptions(parsed.values, { concurrency: String(concurrency) }));
   try {
-    const found = await readManifest(store);
+    const found = await withRetry(() => readManifest(store));
     if (!found) {
-      throw new StoreError('not-found', `no stream at ${store.description} (no manifest.json): check the URL, or start the sender first`);
+      const reader = new SeriesStatusReader(store);
+      const status = await reader.read({ show: shown, concurrency });
+      if (!status) {
+        throw new StoreError(
+          'not-found',
+          `no stream at ${store.description} (no manifest.json, nor a series' series.json): check the URL, or start the sender first`,
+        );
+      }
+      if (values.watch === true) return await watchSeries(store.description, reader, { show: shown, concurrency }, intervalMs);
+      if (values.json === true) {
+        process.stdout.write(`${JSON.stringify(seriesJson(store.description, status), null, 2)}\n`);
+      } else {
+        process.stdout.write(renderSeries(store.description, status, Date.now()));
+      }
+      return 0;
     }
+    for (const option of ['streams', 'concurrency']) {
+      if (values[option] !== undefined) throw new UsageError(`--${option} applies to a series; ${store.description} is a single stream`);
+    }
+    if (values.watch === true) return await watch(store, intervalMs);
     const receivers = await listReceiverCursors(store);
     if (parsed.values.json === true) {
       process.stdout.write(`${JSON.stringify({ stream: store.description, manifest: found.manifest, receivers }, null, 2)}\n`);
@@ -241,6 +285,38 @@ async function watch(store: Awaited<ReturnType<typeof openStreamStore>>, interva
       }
       refreshes++;
       if (watchFinished(found.manifest, receivers)) return 0;
+      await sleep(intervalMs, undefined, { signal: interrupt.signal });
+    }
+  } catch (error) {
+    if (interrupt.signal.aborted && interrupt.signal.reason instanceof InterruptedError) return interrupt.signal.reason.exitCode;
+    throw error;
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+/** --watch on a series: one reader for all refreshes, so complete manifests and stream records are read once. */
+async function watchSeries(
+  where: string,
+  reader: SeriesStatusReader,
+  options: { show: number | 'all'; concurrency: number },
+  intervalMs: number,
+): Promise<number> {
+  const interrupt = interruptSignal();
+  const tty = process.stdout.isTTY === true;
+  const rate = new SeriesRate(WATCH_WINDOW_MS);
+  let refreshes = 0;
+  try {
+    for (;;) {
+      const status = await reader.read({ ...options, signal: interrupt.signal });
+      if (!status) throw new StoreError('not-found', `no series at ${where} (no series.json): it was deleted`);
+      const now = Date.now();
+      rate.record(now, status.totals.rawBytes);
+      const block = renderSeries(where, status, now, rate.describe(status));
+      if (tty) process.stdout.write(`\x1b[H\x1b[2J${block}`);
+      else process.stdout.write(`${refreshes > 0 ? '\n' : ''}--- ${new Date(now).toISOString()}\n${block}`);
+      refreshes++;
+      if (status.finished) return 0;
       await sleep(intervalMs, undefined, { signal: interrupt.signal });
     }
   } catch (error) {

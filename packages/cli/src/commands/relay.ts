@@ -1,7 +1,18 @@
-import { defaultMissingChunkPolicy, relay, UsageError } from '@bucketpipe/core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type CountingStore,
+  defaultMissingChunkPolicy,
+  MANIFEST_KEY,
+  type MissingChunkPolicy,
+  type ObjectStore,
+  relay,
+  UsageError,
+  withRetry,
+} from '@bucketpipe/core';
+import { relaySeries, SERIES_KEY } from '@bucketpipe/replication';
 import { durationOption, integerOption, type OptionSpec, parseCommandLine } from '../args.js';
 import type { Log } from '../log/index.js';
-import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
+import { type CommandMetrics, metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
@@ -16,6 +27,16 @@ and payload SHA-256 are checked on the way; the destination's manifest is only e
 every chunk it counts is there, so receivers can follow the destination as it fills. Resumable: a
 restarted relay carries on from the destination's manifest. Exits 0 when the source stream is
 complete and fully copied.
+
+A series (<from-url> holds series.json, written by replicate send) is relayed stream after stream,
+live: each stream's replication.json is copied, the destination's series.json is made to count the
+stream, then the stream is relayed as above, so a replicate receive daemon at <to-url> follows the
+copy (the cut-over request, cutover.json, goes along with the final stream). Restarted, it carries on from the destination's series.json. The series receivers at <to-url>
+(receivers/<id>.json) are copied back to <from-url>'s receivers/ whenever they change, so that the
+sender daemon's snapshot pruning and replicate cutover see them: this needs write access to that
+prefix at the source (without it: a warning, and the sender daemon never prunes what those
+receivers still need). Exits 0 when the final stream is relayed and every receiver at <to-url> has
+applied it.
 
 options:
   --concurrency N       chunk copies in flight, each holding one chunk in memory (default 8)
@@ -34,6 +55,7 @@ ${storeOptionsHelp}
 
 example:
   bucketpipe relay s3://migr-aws/pgdata gs://migr-gcp/pgdata
+  bucketpipe relay s3://migr-aws/series gs://migr-gcp/series     # a replicate series
 `;
 
 const spec: OptionSpec = {
@@ -70,17 +92,26 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
       const progress = new ProgressReporter(log, { quiet: values.quiet === true });
       const interrupt = interruptSignal();
       try {
+        const from = rateLimited(metrics.store(source, 'source'), rate);
+        const to = metrics.store(destination, 'destination');
+        const onWaiting = (what: string | null) => {
+          metrics.waiting(what);
+          progress.waiting(what);
+        };
+        const kind = await sourceKind(from, pollIntervalMs, interrupt.signal, onWaiting);
+        if (kind === 'series') {
+          const options = { concurrency, pollIntervalMs, missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs } };
+          await relayWholeSeries({ from, to, source, destination, metrics, progress, onWaiting, signal: interrupt.signal, ...options });
+          return 0;
+        }
         const summary = await relay({
-          source: rateLimited(metrics.store(source, 'source'), rate),
-          destination: metrics.store(destination, 'destination'),
+          source: from,
+          destination: to,
           concurrency,
           pollIntervalMs,
           missingChunk: { ...defaultMissingChunkPolicy, timeoutMs: missingChunkTimeoutMs },
           signal: interrupt.signal,
-          onWaiting: (what) => {
-            metrics.waiting(what);
-            progress.waiting(what);
-          },
+          onWaiting,
           onProgress: (p) => {
             metrics.relay(p);
             progress.update({
@@ -123,4 +154,97 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
     await metrics.close();
     await source.close();
   }
+}
+
+/** Whether <from-url> holds a single stream or a series; waits (like a follower) until it holds either. */
+async function sourceKind(
+  store: ObjectStore,
+  pollIntervalMs: number,
+  signal: AbortSignal,
+  onWaiting: (what: string | null) => void,
+): Promise<'stream' | 'series'> {
+  for (;;) {
+    if (await withRetry(() => store.head(MANIFEST_KEY), { signal })) return 'stream';
+    if (await withRetry(() => store.head(SERIES_KEY), { signal })) {
+      onWaiting(null);
+      return 'series';
+    }
+    onWaiting(`the stream or series to start (no ${MANIFEST_KEY} or ${SERIES_KEY} at ${store.description} yet)`);
+    await sleep(pollIntervalMs, undefined, { signal });
+  }
+}
+
+interface SeriesRelayRun {
+  /** The stores as the relay uses them (metrics, rate limit), and as opened (their request counts). */
+  from: ObjectStore;
+  to: ObjectStore;
+  source: CountingStore;
+  destination: CountingStore;
+  metrics: CommandMetrics;
+  progress: ProgressReporter;
+  onWaiting: (what: string | null) => void;
+  concurrency: number;
+  pollIntervalMs: number;
+  missingChunk: MissingChunkPolicy;
+  signal: AbortSignal;
+}
+
+/** relay on a series: stream after stream (relaySeries), one progress line for all, one summary. */
+async function relayWholeSeries(run: SeriesRelayRun): Promise<void> {
+  const { from, to, source, destination, metrics, progress, onWaiting, concurrency, pollIntervalMs, missingChunk, signal } = run;
+  let copiedBefore = 0;
+  let copiedNow = 0;
+  const summary = await relaySeries({
+    source: from,
+    destination: to,
+    concurrency,
+    pollIntervalMs,
+    missingChunk,
+    signal,
+    events: {
+      waiting: onWaiting,
+      warning: (text) => progress.warning(text),
+      streamStart: (stream) =>
+        progress.message(
+          `relaying stream ${stream.seq} (${stream.from ? `@${stream.from.name} → ` : 'full, '}@${stream.to.name}${stream.final ? ', final' : ''})`,
+          'stream',
+          { seq: stream.seq, to: stream.to.name, final: stream.final },
+        ),
+      streamDone: (_stream, done) => {
+        copiedBefore += done.storedBytesCopied;
+        copiedNow = 0;
+      },
+      streamProgress: (stream, p) => {
+        metrics.relay(p);
+        copiedNow = p.storedBytesCopied;
+        progress.update({
+          bytes: copiedBefore + copiedNow,
+          unit: 'copied',
+          fields: {
+            seq: stream.seq,
+            storedBytesCopied: copiedBefore + copiedNow,
+            publishedWatermark: p.publishedWatermark,
+            sourceWatermark: p.sourceWatermark,
+            state: p.state,
+          },
+          line: (head) =>
+            `relay ${head} · stream ${stream.seq}: published chunk ${p.publishedWatermark}/${p.sourceWatermark}${p.state === 'sending' ? '+' : ''}`,
+        });
+      },
+    },
+  });
+  progress.summary({
+    command: 'relay',
+    from: source.description,
+    to: destination.description,
+    seriesId: summary.seriesId,
+    streams: summary.streams,
+    streamsRelayed: summary.streamsRelayed,
+    chunksCopied: summary.chunksCopied,
+    storedBytesCopied: summary.storedBytesCopied,
+    rawBytes: summary.rawBytes,
+    seconds: Number(summary.seconds.toFixed(3)),
+    MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
+    requests: { from: source.counts, to: destination.counts },
+  });
 }

@@ -61,6 +61,22 @@ describe('describeSummary', () => {
       }),
     ).toBe('relay complete: 3 of 8 chunks copied (2.00 KiB stored) in 1.0s (0.0 MB/s), s3://a/p to gs://b/p');
     expect(
+      describeSummary({
+        command: 'relay',
+        seriesId: 'id',
+        streams: 12,
+        streamsRelayed: 3,
+        chunksCopied: 40,
+        storedBytesCopied: 4096,
+        from: 's3://a/series',
+        to: 'gs://b/series',
+        seconds: 1,
+        MBps: 0,
+      }),
+    ).toBe(
+      'relay complete: series of 12 streams (3 relayed by this run), 40 chunks copied (4.00 KiB stored) in 1.0s (0.0 MB/s), s3://a/series to gs://b/series',
+    );
+    expect(
       describeSummary({ command: 'verify', verdict: 'failed', chunks: 9, problems: 2, rawBytes: 9, seconds: 1, MBps: 0, digest: null }),
     ).toBe('verify FAILED: 9 chunks, 9 B raw in 1.0s (0.0 MB/s), 2 problems');
     expect(describeSummary({ command: 'rm', dryRun: true, objects: 6, bytes: 1024, seconds: 0.05 })).toBe(

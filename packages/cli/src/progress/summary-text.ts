@@ -53,7 +53,9 @@ const describers: Record<string, (f: LogFields) => string> = {
     return `receive ${String(f.state)}: ${bytes(f.rawBytes)} into ${String(f.sink)} ${timing(f)}, ${plural(f.chunks, 'chunk')}${resumed}${deleted}${digest(f)}`;
   },
   relay: (f) =>
-    `relay ${String(f.state)}: ${num(f.chunksCopied)} of ${plural(f.chunks, 'chunk')} copied (${bytes(f.storedBytesCopied)} stored) ${timing(f)}, ${String(f.from)} to ${String(f.to)}`,
+    f.seriesId !== undefined
+      ? `relay complete: series of ${plural(f.streams, 'stream')} (${num(f.streamsRelayed)} relayed by this run), ${plural(f.chunksCopied, 'chunk')} copied (${bytes(f.storedBytesCopied)} stored) ${timing(f)}, ${String(f.from)} to ${String(f.to)}`
+      : `relay ${String(f.state)}: ${num(f.chunksCopied)} of ${plural(f.chunks, 'chunk')} copied (${bytes(f.storedBytesCopied)} stored) ${timing(f)}, ${String(f.from)} to ${String(f.to)}`,
   verify: (f) =>
     `verify ${String(f.verdict).toUpperCase()}: ${plural(f.chunks, 'chunk')}, ${bytes(f.rawBytes)} raw ${timing(f)}, ${plural(f.problems, 'problem')}${digest(f)}`,
   rm: (f) => `rm: ${f.dryRun === true ? 'would delete' : 'deleted'} ${plural(f.objects, 'object')} (${bytes(f.bytes)}) ${timing(f)}`,

@@ -124,6 +124,11 @@ export async function runSenderDaemon(options: SenderDaemonOptions): Promise<Sen
       if (count > 0 && last === null) throw missingRecord(store, count - 1);
       const lastComplete = last === null || (await streamState(streamStore(options, last.seq), retry)) === 'complete';
       const source = await listSource(zfs, dataset);
+      const newest = source.at(-1);
+      if (newest && newest.guid !== owner.record.sourceNewest?.guid) {
+        // For inspect: the source's newest snapshot, as this daemon sees it.
+        await owner.update((record) => ({ ...record, sourceNewest: snapshotRef(newest) }), signal);
+      }
       const cutover = (await withRetry(() => readCutoverRequest(store, seriesId, signal), retry)) !== null;
       const planInput = {
         dataset,
