@@ -1,11 +1,26 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { errorLine, MiB, mixedInputSuite, readJson, run } from './helpers.js';
 
 const streamBytes = 8 * MiB + 12345; // 9 chunks of 1 MiB, the last one short
 const chunk = (stream: string, index: number) => join(stream, 'chunks', String(index).padStart(12, '0'));
 const key = (index: number) => `chunks/${String(index).padStart(12, '0')}`;
+
+/**
+ * The chunk object with `extra` appended to its payload and its header made consistent again
+ * (payload length, payload SHA-256, CRC), as FORMAT §2.1 lays them out.
+ */
+function withBytesAfterPayload(object: Buffer, extra: Uint8Array): Buffer {
+  const forged = Buffer.concat([object, extra]);
+  forged.writeBigUInt64LE(BigInt(forged.length - 128), 48);
+  createHash('sha256').update(forged.subarray(128)).digest().copy(forged, 88);
+  forged.writeUInt32LE(crc32(forged.subarray(8, 124)), 124);
+  return forged;
+}
 
 describe('bucketpipe verify', () => {
   const suite = mixedInputSuite('verify', streamBytes, 3);
@@ -71,6 +86,37 @@ describe('bucketpipe verify', () => {
     const none = await run(['verify', join(suite.dir, 'no-stream'), '-q']);
     expect(none.code).toBe(3);
     expect(errorLine(none.stderr)).toMatch(/no stream at .*no-stream \(no manifest\.json\)/);
+  });
+
+  it('refuses a payload that is more than one zstd frame, which zstd -d would read (FORMAT §2.2); receive refuses it too', async () => {
+    const stream = await sendStream('frames');
+    const skippable = Uint8Array.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]);
+    await writeFile(chunk(stream, 3), withBytesAfterPayload(await readFile(chunk(stream, 3)), skippable));
+    const expected = await readFile(suite.input);
+    const chunkFiles = Array.from({ length: 9 }, (_, index) => chunk(stream, index));
+    expect(execFileSync('sh', ['-c', 'cat "$@" | zstd -dq', 'sh', ...chunkFiles], { maxBuffer: 64 * MiB }).equals(expected)).toBe(true);
+
+    const verified = await run(['verify', stream, '-q']);
+    expect(verified.code, verified.stderr).toBe(5);
+    expect(verified.stdout).toContain(
+      `chunk ${key(3)} is not the single zstd frame a chunk's payload must be: 12 bytes follow its zstd frame (another frame, or a skippable one) [BP_CHUNK_DECOMPRESS]`,
+    );
+    const received = await run(['receive', stream, '-q', '-o', join(suite.dir, 'frames.out')]);
+    expect(received.code).toBe(5);
+    expect(errorLine(received.stderr)).toMatch(/chunk chunks\/000000000003 is not the single zstd frame .*BP_CHUNK_DECOMPRESS/);
+  });
+
+  it("exits 5 when the manifest's storedBytes is not the size of its chunks", async () => {
+    const stream = await sendStream('counts');
+    const manifest = await readJson(join(stream, 'manifest.json'));
+    const storedBytes = manifest.storedBytes as number;
+    await writeFile(join(stream, 'manifest.json'), JSON.stringify({ ...manifest, storedBytes: storedBytes - 1 }));
+    const result = await run(['verify', stream, '-q']);
+    expect(result.code, result.stderr).toBe(5);
+    expect(result.stdout).toContain(
+      `storedBytes ${storedBytes - 1}: the manifest was altered or written by a faulty sender [BP_MANIFEST_COUNTS]`,
+    );
+    expect(result.stdout).toMatch(/FAILED: the manifest's byte counts do not match its chunks; digest matches/);
   });
 
   it('exits 6 for an aborted stream whose stored chunks are intact', async () => {

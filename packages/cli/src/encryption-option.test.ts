@@ -98,6 +98,29 @@ describe('encryptionKeyOption', () => {
     }
   });
 
+  it('strips only ASCII spaces, tabs, CRs and LFs around hex and base64 (SECURITY.md, "Format")', async () => {
+    const hex = keyBytes.toString('hex');
+    const base64 = keyBytes.toString('base64');
+    for (const content of [`\t${base64}\r\n`, ` ${base64} `, `\n\n${hex}\t`, `\r\n${hex.toUpperCase()}\r\n`]) {
+      expect(checkOf(await option(await keyFile(content))), JSON.stringify(content)).toBe(expectedCheck);
+    }
+    const otherWhitespace = [`${hex}\v`, `\f${hex}`, Buffer.concat([Buffer.from(base64), Buffer.of(0xa0)]), `${base64}\u2028`];
+    for (const content of otherWhitespace) {
+      expect((await keyFileError(await keyFile(content), content)).message, JSON.stringify(content)).toMatch(/not a key/);
+    }
+  });
+
+  it('reads base64 only in the standard alphabet, padded and canonical: URL-safe, unpadded or with spare bits set is refused', async () => {
+    const base64 = keyBytes.toString('base64');
+    expect(base64).toMatch(/[+/]/);
+    const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.indexOf(base64.charAt(42));
+    const spareBitsSet = `${base64.slice(0, 42)}${'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charAt(last | 1)}=`;
+    expect(Buffer.from(spareBitsSet, 'base64').equals(keyBytes)).toBe(true); // Node would read it as the same key
+    for (const content of [keyBytes.toString('base64url'), `${keyBytes.toString('base64url')}=`, base64.slice(0, 43), spareBitsSet]) {
+      expect((await keyFileError(await keyFile(content), content)).message, content).toMatch(/not a key/);
+    }
+  });
+
   it('takes 32 raw bytes as they are, even when they begin or end with whitespace bytes', async () => {
     const raw = Buffer.from(keyBytes);
     raw[0] = 0x20;

@@ -23,7 +23,7 @@ const MAX_KEY_FILE_BYTES = 4096;
 
 /**
  * Reads `--encryption-key-file`: 32 raw bytes, or the same as 64 hex digits or 44 base64
- * characters (surrounding whitespace ignored). Errors name the file and its size, never its bytes.
+ * characters (see parseKey). Errors name the file and its size, never its bytes.
  */
 export async function encryptionKeyOption(values: ParsedCommandLine['values']): Promise<EncryptionKeyOption> {
   const path = values['encryption-key-file'];
@@ -79,12 +79,19 @@ async function readKeyFile(path: string): Promise<{ bytes: Buffer; mode: number 
   }
 }
 
+/**
+ * The key in a key file (docs/SECURITY.md, "Format"): a file of exactly 32 bytes is the raw key,
+ * whatever its bytes; otherwise, after stripping ASCII spaces, tabs, CRs and LFs from both ends,
+ * 64 hex digits (either case) or 44 characters of standard, padded, canonical base64 (RFC 4648 §4:
+ * `+` and `/`, one `=`, unused bits zero). Anything else — URL-safe or unpadded base64, other
+ * whitespace, whitespace inside — is refused rather than guessed at.
+ */
 function parseKey(bytes: Buffer, path: string): EncryptionKey {
-  const text = bytes.toString('latin1').trim();
+  const text = bytes.toString('latin1').replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '');
   let key: Buffer | undefined;
-  if (/^[0-9a-fA-F]{64}$/.test(text)) key = Buffer.from(text, 'hex');
-  else if (/^[A-Za-z0-9+/]{43}=$/.test(text)) key = Buffer.from(text, 'base64');
-  else if (bytes.length === ENCRYPTION_KEY_LENGTH) key = Buffer.from(bytes);
+  if (bytes.length === ENCRYPTION_KEY_LENGTH) key = Buffer.from(bytes);
+  else if (/^[0-9a-fA-F]{64}$/.test(text)) key = Buffer.from(text, 'hex');
+  else if (/^[A-Za-z0-9+/]{43}=$/.test(text) && canonicalBase64End(text)) key = Buffer.from(text, 'base64');
   try {
     if (!key || key.length !== ENCRYPTION_KEY_LENGTH) {
       throw keyFileError(
@@ -103,6 +110,13 @@ function parseKey(bytes: Buffer, path: string): EncryptionKey {
     key?.fill(0);
     bytes.fill(0);
   }
+}
+
+const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** 32 bytes fill 42 characters and 4 bits of the 43rd; in the one canonical spelling its last 2 bits are 0. */
+function canonicalBase64End(text: string): boolean {
+  return (BASE64_ALPHABET.indexOf(text.charAt(42)) & 0b11) === 0;
 }
 
 function keyFileError(message: string): UsageError {

@@ -2,10 +2,10 @@ import { createDecipheriv, createHash, createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { partlyCompressibleBytes } from '@bucketpipe/store-testkit';
 import { describe, expect, it } from 'vitest';
-import { ChunkFlag, HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
+import { authenticatedHeaderBytes, ChunkFlag, HEADER_FRAME_LENGTH, readChunk } from './chunk.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
-import { EncryptionKey, type StreamKeys } from './encryption.js';
+import { ENCRYPTION_OVERHEAD, EncryptionKey, NONCE_LENGTH, type StreamKeys, sealPayload } from './encryption.js';
 import { ExitCode, IntegrityError } from './errors.js';
 import { streamIdToBytes } from './stream-id.js';
 
@@ -337,6 +337,27 @@ describe('ChunkCodec.decode with keys', () => {
     const flagged = plainObject.slice();
     flagged[at.flags] = ChunkFlag.encrypted;
     expect(decodeError(decodeJob(fixCrc(flagged))).code).toBe('BP_CHUNK_AUTH');
+  });
+
+  it('the flag against the stream comes right after the index (FORMAT §3 step 11): before the raw length and the payload SHA-256', () => {
+    const damaged = (object: Uint8Array) => flip(object, object.length - 1);
+    expect(decodeError(decodeJob(damaged(plainObject), { rawLength: 1 })).code).toBe('BP_CHUNK_NOT_ENCRYPTED');
+    expect(decodeError(decodeJob(damaged(encrypted), { rawLength: 1, keys: undefined })).code).toBe('BP_CHUNK_ENCRYPTED');
+    expect(decodeError(decodeJob(plainObject, { index: INDEX + 1, key: 'chunks/000000000004' })).code).toBe('BP_CHUNK_MISPLACED');
+  });
+
+  it('an authentic encrypted payload whose frame is not the one standard zstd frame (two frames, sealed with the key): BP_CHUNK_DECOMPRESS', () => {
+    const frameOf = (bytes: Uint8Array) => encode(bytes).subarray(HEADER_FRAME_LENGTH);
+    const frames = Buffer.concat([frameOf(raw.subarray(0, 20_000)), frameOf(raw.subarray(20_000))]);
+    const forged = new Uint8Array(HEADER_FRAME_LENGTH + frames.length + ENCRYPTION_OVERHEAD);
+    forged.set(encrypted.subarray(0, HEADER_FRAME_LENGTH));
+    new DataView(forged.buffer).setBigUint64(at.payloadLength, BigInt(frames.length + ENCRYPTION_OVERHEAD), true);
+    const payload = forged.subarray(HEADER_FRAME_LENGTH);
+    payload.set(frames, NONCE_LENGTH);
+    sealPayload(keys, authenticatedHeaderBytes(forged), payload, frames.length);
+    const error = decodeError(decodeJob(fixChecksums(forged)));
+    expect(error.code).toBe('BP_CHUNK_DECOMPRESS');
+    expect(error.message).toContain('its zstd frame holds 20000 bytes, the header says 50000');
   });
 
   it('a chunk of another stream (BP_CHUNK_FOREIGN), before any decryption', () => {

@@ -1,10 +1,20 @@
 import { createHash } from 'node:crypto';
 import { authenticatedHeaderBytes, ChunkFlag, Codec, HEADER_FRAME_LENGTH, readChunk, writeChunkHeader } from './chunk.js';
 import type { DecodeJob, DecodeResult, EncodeJob, EncodeResult } from './codec-jobs.js';
-import { createRawDigest, ENCRYPTION_OVERHEAD, NONCE_LENGTH, openPayload, rawDigestName, sameDigest, sealPayload } from './encryption.js';
+import {
+  createRawDigest,
+  ENCRYPTION_OVERHEAD,
+  NONCE_LENGTH,
+  openPayload,
+  rawDigestName,
+  type StreamKeys,
+  sameDigest,
+  sealPayload,
+} from './encryption.js';
 import { IntegrityError } from './errors.js';
 import { streamIdFromBytes } from './stream-id.js';
 import { CCtx, CParameter, compressBound, DCtx } from './zstd.js';
+import { payloadFrameProblem } from './zstd-frame.js';
 
 /** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
 export function chunkObjectBound(rawLength: number): number {
@@ -66,6 +76,11 @@ export class ChunkCodec {
       );
     }
     if (header.index !== job.index) throw wrong('BP_CHUNK_MISPLACED', `holds chunk ${header.index}, not ${job.index}`);
+    const encrypted = (header.flags & ChunkFlag.encrypted) !== 0;
+    if (encrypted && !job.keys) throw wrong('BP_CHUNK_ENCRYPTED', 'is encrypted, but its stream is not (a chunk of another stream?)');
+    if (!encrypted && job.keys) {
+      throw wrong('BP_CHUNK_NOT_ENCRYPTED', 'is not encrypted, but its stream is: a plaintext chunk was put in its place');
+    }
     if (job.rawLength !== null && header.rawLength !== job.rawLength) {
       throw wrong('BP_CHUNK_LENGTH', `holds ${header.rawLength} raw bytes, expected ${job.rawLength}`);
     }
@@ -75,7 +90,9 @@ export class ChunkCodec {
     if (!Buffer.from(sha256(payload)).equals(header.payloadSha256)) {
       throw wrong('BP_CHUNK_CHECKSUM', 'failed its payload SHA-256 check (altered or damaged in the store)');
     }
-    const frame = this.#plainFrame(job, header.flags, authenticatedHeaderBytes(job.object), payload, wrong);
+    const frame = job.keys ? decrypt(job.keys, authenticatedHeaderBytes(job.object), payload, wrong) : payload;
+    const frameProblem = payloadFrameProblem(frame, header.rawLength);
+    if (frameProblem) throw wrong('BP_CHUNK_DECOMPRESS', `is not the single zstd frame a chunk's payload must be: ${frameProblem}`);
     let rawLength: number;
     try {
       rawLength = this.#dctx.decompress(job.raw.subarray(0, header.rawLength), frame);
@@ -88,30 +105,21 @@ export class ChunkCodec {
     }
     return { object: job.object, raw: job.raw, rawLength, rawDigest };
   }
+}
 
-  /** The payload's zstd frame: the payload itself, or what it decrypts to (in place, in the object). */
-  #plainFrame(
-    job: DecodeJob,
-    flags: number,
-    aad: Uint8Array,
-    payload: Uint8Array,
-    wrong: (code: string, what: string) => IntegrityError,
-  ): Uint8Array {
-    const encrypted = (flags & ChunkFlag.encrypted) !== 0;
-    if (!job.keys) {
-      if (encrypted) throw wrong('BP_CHUNK_ENCRYPTED', 'is encrypted, but its stream is not (a chunk of another stream?)');
-      return payload;
-    }
-    if (!encrypted) {
-      throw wrong('BP_CHUNK_NOT_ENCRYPTED', 'is not encrypted, but its stream is: a plaintext chunk was put in its place');
-    }
-    const frame = openPayload(job.keys, aad, payload);
-    if (!frame) {
-      throw wrong(
-        'BP_CHUNK_AUTH',
-        'failed AES-GCM authentication: it was altered in the store (with its checksums recomputed) or encrypted with another key',
-      );
-    }
-    return frame;
+/** The zstd frame an encrypted payload holds, decrypted in place in the object once its tag checks out. */
+function decrypt(
+  keys: StreamKeys,
+  aad: Uint8Array,
+  payload: Uint8Array,
+  wrong: (code: string, what: string) => IntegrityError,
+): Uint8Array {
+  const frame = openPayload(keys, aad, payload);
+  if (!frame) {
+    throw wrong(
+      'BP_CHUNK_AUTH',
+      'failed AES-GCM authentication: it was altered in the store (with its checksums recomputed) or encrypted with another key',
+    );
   }
+  return frame;
 }

@@ -21,6 +21,7 @@ export * from './receiver.js';
 export * from './receiver-cursor.js';
 export * from './relay.js';
 export * from './retry.js';
+export * from './rfc3339.js';
 export * from './sender.js';
 export type { Sink } from './sink.js';
 export { SlabPool } from './slab-pool.js';

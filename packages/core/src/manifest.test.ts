@@ -116,11 +116,11 @@ describe('encodeManifest / parseManifest', () => {
 
   const invalid: Array<[field: string, values: unknown[], message: string]> = [
     ['streamId', [undefined, '', 'not-a-uuid', '0F8E2B7A-3C4D-4E5F-8A9B-1C2D3E4F5A6B', 42], '"streamId" must be a UUID'],
-    ['createdAt', [undefined, 'yesterday', 0], '"createdAt"/"updatedAt" must be ISO times'],
-    ['updatedAt', [undefined, 'soon', null], '"createdAt"/"updatedAt" must be ISO times'],
-    ['chunkSize', [undefined, 0, -1, 1.5, '16777216', 2 ** 53], '"chunkSize" must be an integer from 64 KiB to 1 GiB'],
+    ['createdAt', [undefined, 'yesterday', 0], '"createdAt"/"updatedAt" must be RFC 3339 times with a zone'],
+    ['updatedAt', [undefined, 'soon', null], '"createdAt"/"updatedAt" must be RFC 3339 times with a zone'],
+    ['chunkSize', [undefined, 0, -1, 1.5, '16777216', 2 ** 53, 65_535, 2 ** 30 + 1], '"chunkSize" must be an integer from 64 KiB to 1 GiB'],
     ['codec', [undefined, 'gzip', 1], '"codec" must be "zstd"'],
-    ['level', [undefined, 1.5, '1', null], '"level" must be an integer'],
+    ['level', [undefined, 1.5, '1', null, -8, 20], '"level" must be an integer from -7 to 19'],
     ['state', [undefined, 'done', 'SENDING', ''], '"state" must be sending, complete or aborted'],
     ['watermark', [undefined, -1, 0.5, '2', null], '"watermark" must be a non-negative integer'],
     ['rawBytes', [undefined, -1, 1.5, '0'], '"rawBytes"/"storedBytes" must be non-negative integers'],
@@ -132,6 +132,35 @@ describe('encodeManifest / parseManifest', () => {
       for (const value of values) expectMalformed({ ...sending(), [field]: value }, message);
     });
   }
+
+  it('reads times only as RFC 3339 with a zone, not whatever Date.parse reads (FORMAT §4.1)', () => {
+    for (const time of [
+      '2026-11-25T10:58:32.844Z',
+      '2026-11-25T10:58:32Z',
+      '2026-11-25T11:58:32.844123+01:00',
+      '2024-02-29T23:59:59-00:30',
+    ]) {
+      expect(parseManifest(bytesOf({ ...sending(), createdAt: time }), WHERE).createdAt).toBe(time);
+    }
+    const refused = [
+      '2026-12-04',
+      '2026-11-25 10:58:32Z',
+      '2026-11-25T10:58:32',
+      '2026-11-25t10:58:32z',
+      'Fri, 04 Dec 2026 20:05:39 GMT',
+      '2026-02-30T00:00:00Z',
+      '2026-02-29T00:00:00Z',
+      '2026-11-25T24:00:00Z',
+      '2026-11-25T10:60:00Z',
+      '2026-11-25T10:58:60Z',
+      '2026-11-25T10:58:32+24:00',
+      '2026-11-25T10:58:32+0100',
+    ];
+    for (const time of refused) {
+      expectMalformed({ ...sending(), updatedAt: time }, '"createdAt"/"updatedAt" must be RFC 3339 times with a zone');
+      expectMalformed({ ...sending(), sender: { ...sending().sender, heartbeatAt: time } }, '"sender" must have id, host and heartbeatAt');
+    }
+  });
 
   it('rejects a sender without id, host or a valid heartbeatAt', () => {
     const sender = sending().sender;
@@ -341,7 +370,7 @@ describe('manifest invariants and lost replies', () => {
     const tooMany = 3 * overfull.chunkSize + 1;
     expectMalformed({ ...overfull, rawBytes: tooMany, final: { ...overfull.final, rawBytes: tooMany } }, 'does not fit');
     expectMalformed({ ...sending(), final: complete().final }, '"final" belongs only to a complete manifest');
-    expectMalformed({ ...sending(), updatedAt: 'Tuesday' }, '"createdAt"/"updatedAt" must be ISO times');
+    expectMalformed({ ...sending(), updatedAt: 'Tuesday' }, '"createdAt"/"updatedAt" must be RFC 3339 times with a zone');
   });
 
   it('treats a retried create that finds its own manifest as done (the first reply was lost)', async () => {

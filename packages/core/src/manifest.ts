@@ -4,6 +4,7 @@ import { StreamConflictError } from './errors.js';
 import { isRecord } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { isProcessIdentity, type ProcessIdentity } from './process-identity.js';
+import { isRfc3339Time } from './rfc3339.js';
 import type { ObjectStore } from './store.js';
 import { isStreamId } from './stream-id.js';
 import { SENDER_STALE_AFTER_MS } from './stream-status.js';
@@ -160,8 +161,6 @@ export function parseManifest(bytes: Uint8Array, where: string): Manifest {
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-const isTime = (v: unknown): boolean => typeof v === 'string' && isoTime.test(v) && !Number.isNaN(Date.parse(v));
 
 const isEncryption = (v: unknown): boolean =>
   isRecord(v) &&
@@ -177,7 +176,7 @@ function manifestProblems(m: Record<string, unknown>): string[] {
   };
   need(m.version === MANIFEST_VERSION, `"version" must be ${MANIFEST_VERSION}`);
   need(isStreamId(m.streamId), '"streamId" must be a UUID');
-  need(isTime(m.createdAt) && isTime(m.updatedAt), '"createdAt"/"updatedAt" must be ISO times');
+  need(isRfc3339Time(m.createdAt) && isRfc3339Time(m.updatedAt), '"createdAt"/"updatedAt" must be RFC 3339 times with a zone');
   need(isValidChunkSize(m.chunkSize as number), '"chunkSize" must be an integer from 64 KiB to 1 GiB');
   need(m.codec === 'zstd', '"codec" must be "zstd"');
   need(
@@ -190,7 +189,7 @@ function manifestProblems(m: Record<string, unknown>): string[] {
   need(m.expectedRawBytes === undefined || isCount(m.expectedRawBytes), '"expectedRawBytes" must be a non-negative integer');
   const sender = m.sender;
   need(
-    isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isTime(sender.heartbeatAt),
+    isRecord(sender) && typeof sender.id === 'string' && typeof sender.host === 'string' && isRfc3339Time(sender.heartbeatAt),
     '"sender" must have id, host and heartbeatAt',
   );
   need(

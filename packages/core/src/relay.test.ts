@@ -119,12 +119,15 @@ describe('relay', () => {
   it.each([
     ['a flipped byte', 'BP_CHUNK_CHECKSUM', (body: Uint8Array) => flipByte(-9)(body)],
     ['a chunk of another stream', 'BP_CHUNK_FOREIGN', undefined],
+    ['a chunk stored under another index', 'BP_CHUNK_MISPLACED', 'chunk 4'],
   ])('stops at %s in the source with %s, and the destination manifest never counts it', async (_, code, corrupt) => {
     const data = randomBytes(8 * CHUNK, 58);
     const near = new MemoryStore();
     await send(sendOptions(near, pieces(data, 30_000)));
-    if (corrupt) {
+    if (typeof corrupt === 'function') {
       await near.put(chunkKey(5), corrupt(near.peek(chunkKey(5)) ?? new Uint8Array()));
+    } else if (corrupt === 'chunk 4') {
+      await near.put(chunkKey(5), near.peek(chunkKey(4)) ?? new Uint8Array());
     } else {
       const other = new MemoryStore();
       await send(sendOptions(other, pieces(randomBytes(8 * CHUNK, 59), 30_000)));

@@ -251,7 +251,7 @@ function verifyChunkObject(object: Uint8Array, key: string, index: number, strea
     throw new IntegrityError('BP_CHUNK_FOREIGN', `chunk ${key} belongs to another stream; it was not copied`);
   }
   if (header.index !== index) {
-    throw new IntegrityError('BP_CHUNK_INDEX', `chunk ${key} holds chunk ${header.index} (misplaced); it was not copied`);
+    throw new IntegrityError('BP_CHUNK_MISPLACED', `chunk ${key} holds chunk ${header.index} (misplaced); it was not copied`);
   }
   if (((header.flags & ChunkFlag.encrypted) !== 0) !== encrypted) {
     const is = encrypted ? 'is not encrypted, but its stream is' : 'is encrypted, but its stream is not';

@@ -1,5 +1,6 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, hkdfSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { EncryptionKey } from './encryption.js';
 import { StreamDigest, streamDigestOf } from './stream-digest.js';
 
 const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest();
@@ -32,6 +33,16 @@ describe('StreamDigest', () => {
 
   it('of an empty stream is the SHA-256 of nothing', () => {
     expect(new StreamDigest().digest()).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+  });
+
+  it('of an empty encrypted stream is the HMAC-SHA256 of nothing under the stream digest key (FORMAT §4.4)', () => {
+    const key = Buffer.alloc(32).map((_, i) => i + 1);
+    const streamId = Buffer.from('0f8e2b7a3c4d4e5f8a9b1c2d3e4f5a6b', 'hex');
+    // Derived as the document says, not through the code under test.
+    const streamDigestKey = Buffer.from(hkdfSync('sha256', key, streamId, 'bucketpipe v1 stream digest hmac-sha256', 32));
+    const expected = createHmac('sha256', streamDigestKey).digest('hex');
+    expect(new StreamDigest(new EncryptionKey(key).forStream(streamId)).digest()).toBe(expected);
+    expect(expected).not.toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
 
   it('refuses a chunk twice, a digest of the wrong size, and finishing with a gap', () => {

@@ -65,6 +65,13 @@ async function damage(store: MemoryStore, index: number, how: (body: Uint8Array)
   await store.put(chunkKey(index), how(store.peek(chunkKey(index)) as Uint8Array));
 }
 
+/** What a sender writes as `storedBytes` for a watermark: the sizes of the chunk objects below it. */
+function storedBytesBelow(store: MemoryStore, watermark: number): number {
+  let total = 0;
+  for (let index = 0; index < watermark; index++) total += (store.peek(chunkKey(index)) as Uint8Array).length;
+  return total;
+}
+
 const codes = (report: VerifyReport) => report.problems.map((p) => [p.key, p.code]);
 
 describe('verifyStream', () => {
@@ -208,7 +215,8 @@ describe('verifyStream', () => {
 
   it('verifies a stream still being written up to its watermark and says it is incomplete', async () => {
     const store = await storedStream();
-    await rewriteManifest(store, ({ final: _, ...m }) => ({ ...m, state: 'sending', watermark: 3, rawBytes: 3 * CHUNK }));
+    const storedBytes = storedBytesBelow(store, 3);
+    await rewriteManifest(store, ({ final: _, ...m }) => ({ ...m, state: 'sending', watermark: 3, rawBytes: 3 * CHUNK, storedBytes }));
     await damage(store, 4, flipByte(-10)); // beyond the watermark: not the verifier's business yet
     const report = await verify(store);
     expect(report).toMatchObject({
@@ -220,6 +228,32 @@ describe('verifyStream', () => {
       problems: [],
     });
     expect(verifyExitCode(report.verdict)).toBe(ExitCode.ok);
+  });
+
+  it("compares the manifest's rawBytes and storedBytes with the chunks below the watermark (BP_MANIFEST_COUNTS)", async () => {
+    const store = await storedStream();
+    const good = await manifestOf(store);
+    expect(good.storedBytes).toBe(storedBytesBelow(store, CHUNKS));
+    await rewriteManifest(store, (m) => ({ ...m, storedBytes: m.storedBytes + 1 }));
+    const stored = await verify(store);
+    expect(codes(stored)).toEqual([[MANIFEST_KEY, 'BP_MANIFEST_COUNTS']]);
+    expect(stored.problems[0]?.message).toContain(`storedBytes ${good.storedBytes + 1}`);
+    expect(stored).toMatchObject({ verdict: 'failed', chunksBad: 0, digest: { matches: true } });
+    expect(verifyExitCode(stored.verdict)).toBe(ExitCode.integrity);
+
+    // rawBytes of a complete stream is tied to final by the parser; of a sending one only the chunks tell.
+    await rewriteManifest(store, ({ final: _, ...m }) => ({
+      ...m,
+      state: 'sending',
+      storedBytes: good.storedBytes,
+      rawBytes: m.rawBytes - 1,
+    }));
+    expect(codes(await verify(store))).toEqual([[MANIFEST_KEY, 'BP_MANIFEST_COUNTS']]);
+    // Not when chunks are bad: their sizes say nothing then.
+    await rewriteManifest(store, (m) => ({ ...m, rawBytes: good.rawBytes }));
+    await damage(store, 1, flipByte(-10));
+    await rewriteManifest(store, (m) => ({ ...m, storedBytes: 1 }));
+    expect(codes(await verify(store))).toEqual([[chunkKey(1), 'BP_CHUNK_CHECKSUM']]);
   });
 
   it('accepts a short last chunk below the watermark of a sending stream, but not a short one before it', async () => {
@@ -235,12 +269,14 @@ describe('verifyStream', () => {
 
   it('reports an aborted stream (exit 6) and still checks the chunks it stored; bad chunks make it exit 5', async () => {
     const store = await storedStream();
+    const storedBytes = storedBytesBelow(store, 4);
     await rewriteManifest(store, ({ final: _, ...m }) => ({
       ...m,
       state: 'aborted',
       abortReason: 'source exited with 3',
       watermark: 4,
       rawBytes: 4 * CHUNK,
+      storedBytes,
     }));
     const report = await verify(store);
     expect(report).toMatchObject({ verdict: 'aborted', chunksChecked: 4, chunksBeyondWatermark: 2, problems: [] });

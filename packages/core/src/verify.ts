@@ -195,6 +195,10 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
     await Promise.all(inFlight);
     signal.throwIfAborted();
 
+    if (counts.checked === watermark && counts.bad === 0) {
+      const countsProblem = manifestCountsProblem(manifest, counts.rawBytes, counts.storedBytes);
+      if (countsProblem) problems.add(countsProblem);
+    }
     let digestResult: VerifyReport['digest'] = null;
     const final = manifest.final;
     if (final && digest) {
@@ -252,6 +256,20 @@ function expectedRawLength(manifest: Manifest, index: number): number | null {
   const final = manifest.final;
   // The last chunk below the watermark of a stream still being written (or aborted) may be short.
   return final ? final.rawBytes - (final.chunks - 1) * manifest.chunkSize : null;
+}
+
+/**
+ * The manifest's `rawBytes` and `storedBytes` are the sums over the chunks below its watermark
+ * (FORMAT §4.3 invariant 3); a takeover relies on them (BP_MANIFEST_COUNTS there too). Only
+ * meaningful once every one of those chunks was read and passed.
+ */
+function manifestCountsProblem(manifest: Manifest, rawBytes: number, storedBytes: number): VerifyProblem | null {
+  if (rawBytes === manifest.rawBytes && storedBytes === manifest.storedBytes) return null;
+  return {
+    key: MANIFEST_KEY,
+    code: 'BP_MANIFEST_COUNTS',
+    message: `every chunk below the watermark is intact, but they hold ${rawBytes} raw and ${storedBytes} stored bytes, where ${MANIFEST_KEY} says rawBytes ${manifest.rawBytes} and storedBytes ${manifest.storedBytes}: the manifest was altered or written by a faulty sender`,
+  };
 }
 
 function missing(store: ObjectStore, manifest: Manifest, first: number, last: number): VerifyProblem {

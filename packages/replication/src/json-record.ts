@@ -1,4 +1,4 @@
-import { isRecord, type ObjectStore, putIfAbsent, putIfMatch, StreamConflictError } from '@bucketpipe/core';
+import { isRecord, isRfc3339Time, type ObjectStore, putIfAbsent, putIfMatch, StreamConflictError } from '@bucketpipe/core';
 
 /** A record as read, with the ETag a compare-and-swap must match. */
 export interface Versioned<T> {
@@ -60,8 +60,8 @@ export async function replaceRecord(
 
 /** Field checks shared by the record parsers. */
 export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-export const isTime = (v: unknown): v is string => typeof v === 'string' && isoTime.test(v) && !Number.isNaN(Date.parse(v));
+/** RFC 3339 with a zone and real calendar values, as for the manifest (FORMAT §4.1). */
+export const isTime = isRfc3339Time;
 export const isNonEmptyString = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 
 /** Collects problems; `need(ok, what)` records `what` when not ok. */

@@ -130,6 +130,7 @@ function verdictLine(r: VerifyReport, now: number): string {
       if (r.chunksBad > 0) parts.push(`${r.chunksBad} of ${r.chunksExpected} chunks bad`);
       const unexpected = r.problems.filter((p) => p.code === 'BP_CHUNK_UNEXPECTED').length;
       if (unexpected > 0) parts.push(`${unexpected} unexpected object${unexpected === 1 ? '' : 's'} under chunks/`);
+      if (r.problems.some((p) => p.code === 'BP_MANIFEST_COUNTS')) parts.push("the manifest's byte counts do not match its chunks");
       if (r.digest && !r.digest.matches) parts.push('the stream digest does not match final.digest');
       else if (r.digest) parts.push('digest matches');
       else if (m.state === 'complete') parts.push('stream digest not checked (bad chunks)');
