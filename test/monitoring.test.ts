@@ -56,7 +56,7 @@ describe('deploy/monitoring: the alert rules and the dashboard', () => {
 
   it('pass promtool check rules and promtool test rules', async () => {
     const checked = await exec('promtool', ['check', 'rules', rulesFile]);
-    expect(checked.stdout).toMatch(/SUCCESS: 5 rules found/);
+    expect(checked.stdout).toMatch(/SUCCESS: 6 rules found/);
     const tested = await exec('promtool', ['test', 'rules', join(monitoring, 'tests/bucketpipe.test.yml')]);
     expect(tested.stdout).toMatch(/SUCCESS/);
   });
@@ -179,6 +179,12 @@ describe('deploy/monitoring against a live transfer (real CLIs, real Prometheus)
       receiver.child.kill('SIGCONT');
       await waitFor(async () => ((await lagState()) === 'inactive' ? true : undefined), 30_000, 'the lag alert to clear');
       expect(await firingLag()).toEqual([]);
+
+      // The receiver, caught up again, reads the live sender's heartbeat (written every 10 s) from the manifest.
+      const text = await (await fetch(`${receiveUrl}/metrics`)).text();
+      const age = Number(/^bucketpipe_sender_heartbeat_age_seconds\{[^}]*\} (\S+)$/m.exec(text)?.[1]);
+      expect(age).toBeGreaterThanOrEqual(0);
+      expect(age).toBeLessThan(30);
     } finally {
       receiver.child.kill('SIGCONT');
       prometheus.kill('SIGTERM');
