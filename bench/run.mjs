@@ -64,6 +64,8 @@ Measures MB/s (raw input bytes / wall time) and peak RSS of:
       of each side (its "others" CPU column is mostly radosgw and the OSD)
   (e) the same bytes as plain SDK PutObject/GetObject of 16 MiB objects at the same concurrency
       (bench/s3-baseline.mjs): what S3 costs without bucketpipe
+and, per process of (a): CPU s per GB next to the zstd stage of (c) doing the same work, the main
+thread's CPU s per GB (the CLI reports it under BUCKETPIPE_REPORT_MAIN_THREAD=1) and peak RSS
 
 options:
   --corpus FILE     input file (default: $BUCKETPIPE_BENCH_CORPUS, else bench/.corpus/pgdata.tar,
