@@ -50,6 +50,11 @@ const DEFAULT_CHUNK_SIZE = 16 * MiB;
  */
 const FOLLOW_SEND = ['--manifest-interval', '250ms'];
 const FOLLOW_RECEIVE = ['--poll-interval', '250ms'];
+/** Makes the CLI report its main thread's busy time as it exits (packages/cli/src/main-thread-report.ts). */
+const MAIN_THREAD_ENV = { ...process.env, BUCKETPIPE_REPORT_MAIN_THREAD: '1' };
+/** send's and receive's default --buffer: the memory target is this plus 100 MiB per process (issue 10). */
+const DEFAULT_BUFFER_MiB = 512;
+const GB = 1e9;
 
 const USAGE = `usage: npm run bench [-- options]      (or: node bench/run.mjs [options])
 
@@ -69,6 +74,8 @@ Measures MB/s (raw input bytes / wall time) and peak RSS of:
       with --concurrency 1, 4 and 16 on both sides, against one stream through one connection of
       the same link (zstd -1 -T0 | bench/link-stream.mjs | zstd -d); on the first --link-slice
       bytes of the corpus
+and, per process of (a): CPU s per GB next to the zstd stage of (c) doing the same work, the main
+thread's CPU s per GB (the CLI reports it under BUCKETPIPE_REPORT_MAIN_THREAD=1) and peak RSS
 
 options:
   --corpus FILE     input file (default: $BUCKETPIPE_BENCH_CORPUS, else bench/.corpus/pgdata.tar,
@@ -451,9 +458,13 @@ function bucketpipeCase(id, label, options, runs) {
         const cpuBefore = machineCpu();
         const started = performance.now();
         procs = [
-          startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...FOLLOW_SEND, ...sendOptions], { stdin: input }),
+          startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...FOLLOW_SEND, ...sendOptions], {
+            stdin: input,
+            env: MAIN_THREAD_ENV,
+          }),
           startTimed(dir, 'receive', process.execPath, [CLI, 'receive', stream, '-q', ...FOLLOW_RECEIVE, ...keyOptions], {
             stdout: devNull,
+            env: MAIN_THREAD_ENV,
           }),
         ];
         await waitAll(procs, timeoutFor(corpus));
@@ -461,7 +472,12 @@ function bucketpipeCase(id, label, options, runs) {
         const machine = machineCpuSince(cpuBefore);
         for (const p of procs) checkSummary(p, corpus, options.encrypted ? summaryOf(procs[0]).digest : corpus.digest);
         if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, keyOptions);
-        const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
+        const [send, receive] = procs.map((p) => ({
+          ...readTimeFile(p),
+          exitSeconds: (p.endedAt - started) / 1000,
+          mainThreadSeconds: mainThreadOf(p).cpuSeconds,
+          mainThreadBusySeconds: mainThreadOf(p).busySeconds,
+        }));
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
         closeSync(input);
@@ -801,6 +817,18 @@ function summaryOf(proc) {
   return summary;
 }
 
+/** The main thread's busy time the CLI reports on exit when MAIN_THREAD_ENV asks for it. */
+function mainThreadOf(proc) {
+  const report = proc.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .findLast((event) => event.event === 'main-thread');
+  if (!report)
+    throw new BenchError(`${proc.label} reported no main-thread busy time (BUCKETPIPE_REPORT_MAIN_THREAD); its stderr:\n${proc.stderr}`);
+  return report;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes
 
@@ -1005,7 +1033,7 @@ function printReport({ options, corpus, slice, machine, results }) {
   out.push(`details (the ${statName} run of each case):`);
   for (const row of rows) out.push(...row.details.map((line) => `  ${line}`));
   out.push('');
-  out.push(...targetLines(rows));
+  out.push(...targetLines(rows, corpus));
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -1028,7 +1056,11 @@ function summarize(result, corpus, stat) {
     ...names.map((name) => {
       const p = chosen.processes[name];
       const exited = p.exitSeconds === undefined ? '' : `, exited at ${p.exitSeconds.toFixed(2)} s`;
-      return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}`;
+      const mainThread =
+        p.mainThreadSeconds === undefined
+          ? ''
+          : `, main thread ${p.mainThreadSeconds.toFixed(2)} CPU s (event loop busy ${p.mainThreadBusySeconds.toFixed(2)} s of wall time)`;
+      return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}${mainThread}`;
     }),
     ...(chosen.requests ? [`    requests: ${describeRequests(chosen.requests)}`] : []),
     ...(chosen.link ? [`    link: ${describeLink(chosen.link, chosen.seconds)}`] : []),
@@ -1049,6 +1081,8 @@ function summarize(result, corpus, stat) {
     link: chosen.link,
     busyCores: cpuSeconds / chosen.seconds,
     machineCores: chosen.machine.busy / chosen.seconds,
+    processes: chosen.processes,
+    peakRssMiB: Object.fromEntries(names.map((name) => [name, peakRss(name)])),
   };
 }
 
@@ -1085,7 +1119,7 @@ function median(values) {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function targetLines(rows) {
+function targetLines(rows, corpus) {
   const seed = rows.find((r) => r.id === 'b');
   const ceiling = rows.find((r) => r.id === 'c');
   const lines = ['targets (from the issue): (a) ≥ 10× (b) and (a) ≥ 60% of (c)'];
@@ -1109,7 +1143,7 @@ function targetLines(rows) {
   }
   const linkLines = linkTargetLines(rows);
   if (table.length === 0) return [...s3Lines, ...linkLines];
-  return [...lines, ...formatTable(table).map((line) => `  ${line}`), ...s3Lines, ...linkLines];
+  return [...lines, ...formatTable(table).map((line) => `  ${line}`), ...costLines(rows, corpus), ...s3Lines, ...linkLines];
 }
 
 /** (f): bucketpipe with default options against the single stream, and how it scales with --concurrency. */
@@ -1138,6 +1172,48 @@ function linkTargetLines(rows) {
     `  cores: the case's processes, and the whole machine (radosgw, the proxy, anyone else) during the run; all near ${availableParallelism()}: CPU-bound, not link-bound`,
   );
   return lines;
+}
+
+/**
+ * Issue 10's per-byte costs, each process of (a) against the zstd stage of (c) that does the same
+ * work on the same bytes in the same bench: CPU seconds (user + sys) per GB of raw input, the main
+ * thread's busy seconds per GB, and peak RSS against the default --buffer + 100 MiB.
+ */
+function costLines(rows, corpus) {
+  const ceiling = rows.find((r) => r.id === 'c');
+  const gigabytes = corpus.bytes / GB;
+  const perGB = (seconds) => `${(seconds / gigabytes).toFixed(2)} s/GB`;
+  const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
+  const zstdCpu = ceiling && { send: ceiling.processes['1:zstd'].cpuSeconds, receive: ceiling.processes['2:zstd'].cpuSeconds };
+  const table = [];
+  for (const row of rows.filter((r) => r.id === 'a' || r.id === 'a-nofsync')) {
+    for (const [side, factor, tool] of [
+      ['send', 1.35, 'zstd -1 -T0'],
+      ['receive', 2, 'zstd -d'],
+    ]) {
+      const p = row.processes[side];
+      const label = `${row.label}: ${side}`;
+      if (zstdCpu) {
+        const ratio = p.cpuSeconds / zstdCpu[side];
+        table.push([
+          label,
+          `CPU ≤ ${factor}× ${tool}`,
+          `${perGB(p.cpuSeconds)} vs ${perGB(zstdCpu[side])} (${ratio.toFixed(2)}×)`,
+          verdict(ratio <= factor),
+        ]);
+      } else {
+        table.push([label, 'CPU per GB', `${perGB(p.cpuSeconds)} (run case c for zstd's own)`, '']);
+      }
+      table.push([label, 'main thread CPU ≤ 0.3 s/GB', perGB(p.mainThreadSeconds), verdict(p.mainThreadSeconds / gigabytes <= 0.3)]);
+      const limit = DEFAULT_BUFFER_MiB + 100;
+      table.push([label, `peak RSS ≤ ${limit} MiB`, `${row.peakRssMiB[side].toFixed(0)} MiB`, verdict(row.peakRssMiB[side] <= limit)]);
+    }
+  }
+  if (table.length === 0) return [];
+  return [
+    'per byte (issue 10): CPU = user + sys per GB (10^9 bytes) of raw input, against the same stage of (c) in this bench',
+    ...formatTable(table).map((line) => `  ${line}`),
+  ];
 }
 
 function targetRow(row, reference, factor, goal, describe) {

@@ -45,4 +45,16 @@ describe('memory is bounded by --buffer, not by the stream', () => {
     expect(big.peak).toBeGreaterThan(0);
     expect(big.peak).toBeLessThan(64 * MiB + FIXED_OVERHEAD);
   });
+
+  it('a source faster than compression does not fill the default 512 MiB buffer with raw chunks', async () => {
+    // send reads at most two chunks per codec thread ahead of compression: with 2 threads and a
+    // directory store that keeps up, about a dozen 16 MiB slabs are ever touched, not all 32.
+    const source = ['--', process.execPath, join(fixtures, 'mixed-source.mjs'), String(1024 * MiB)];
+    const run = await sendMeasuringPeak(join(work.path, 'default-buffer'), ['--threads', '2', ...source]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(summaryOf(run.stderr)).toMatchObject({ rawBytes: 1024 * MiB, state: 'complete' });
+    console.info(`peak RSS: 1 GiB with the default --buffer, 2 threads ${(run.peak / MiB).toFixed(0)} MiB`);
+    expect(run.peak).toBeGreaterThan(0);
+    expect(run.peak).toBeLessThan(14 * 16 * MiB + FIXED_OVERHEAD);
+  });
 });

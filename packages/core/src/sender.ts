@@ -1,7 +1,9 @@
 import pLimit from 'p-limit';
+import { raceAbort } from './abort.js';
 import { chunkKey } from './chunk.js';
 import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
+import type { EncodeResult } from './codec-jobs.js';
 import { CodecPool } from './codec-pool.js';
 import { confirmCompleteStream } from './complete-check.js';
 import type { EncryptionKey, StreamKeys } from './encryption.js';
@@ -184,8 +186,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
   // A takeover's chunks that the dead sender stored beyond its watermark: reused when they match.
   let storedBeyond = new Map<number, number>();
   let chunksReused = 0;
-  const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
-    const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
+  // Chunks read but not compressed yet. Reading stops at readAhead of them, before --buffer is
+  // full: a source faster than the codec threads otherwise fills every slab with raw chunks, and
+  // first touches of 512 MiB of slabs cost page faults and collections (docs/PERFORMANCE.md).
+  // A slow store still fills the buffer, with compressed chunks waiting for their upload.
+  const encoding = new Set<Promise<void>>();
+  const readAhead = 2 * codec.size;
+  const storeChunk = async (index: number, rawLength: number, compressed: Promise<EncodeResult>): Promise<void> => {
+    const encoded = await compressed;
     slabs.release(encoded.raw);
     streamDigest.add(index, encoded.rawDigest);
     const size = storedBeyond.get(index);
@@ -254,6 +262,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     const lagGate = options.lag ? new LagGate(store, streamId, options.lag, options.retry) : undefined;
     for (let index = resumedFrom; !sourceEnded; index++) {
       await lagGate?.admit(index, signal); // before reading: chunks held back stay in the source, not in memory
+      while (encoding.size >= readAhead) await raceAbort(Promise.race(encoding), signal);
       const raw = await slabs.acquire(signal);
       const rawLength = await reader.fill(raw, chunkSize, signal);
       if (rawLength === 0) {
@@ -263,7 +272,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       chunksRead++;
       rawBytesRead += rawLength;
       const out = await slabs.acquire(signal);
-      const task = storeChunk(index, raw, rawLength, out).catch(fail);
+      const encoded = codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
+      const task = storeChunk(index, rawLength, encoded).catch(fail);
+      const compressed = encoded.then(
+        () => {},
+        () => {},
+      );
+      encoding.add(compressed);
+      void compressed.then(() => encoding.delete(compressed));
       inFlight.add(task);
       void task.finally(() => inFlight.delete(task));
       report();
