@@ -17,7 +17,6 @@ import {
   type PutOptions,
   type StoredObject,
   StoreError,
-  withRetry,
 } from '@bucketpipe/core';
 import { type ConditionalSupport, formatIfMatch, PROBE_DIR, type ProbeTarget, probeConditionalSupport } from './conditional-probe.js';
 import { createS3Clients, MULTIPART_QUEUE, resolveRegion, type S3Clients, silenceSdkNodeVersionWarning } from './s3-client.js';
@@ -213,15 +212,11 @@ export class S3ObjectStore implements ObjectStore {
   conditionalSupport(): Promise<ConditionalSupport> {
     // Once per store; a failed probe (network, read-only credentials) is not remembered, so that
     // the next conditional write tries again.
-    // The probe is a few requests of its own: a reset or a throttle on one of them is retried like
-    // any request, not handed to the caller as the failure of its write.
-    this.#conditional ??= withRetry(() =>
-      probeConditionalSupport(this.#probeTarget(), this.#root).catch((error: unknown) => {
-        throw toStoreError(error, this.#context('probe conditional writes in', `${PROBE_DIR}/`));
-      }),
-    ).catch((error: unknown) => {
+    const context = this.#context('probe conditional writes in', `${PROBE_DIR}/`);
+    const isRetryable = (error: unknown) => toStoreError(error, context).retryable;
+    this.#conditional ??= probeConditionalSupport(this.#probeTarget(), this.#root, { isRetryable }).catch((error: unknown) => {
       this.#conditional = undefined;
-      throw error;
+      throw toStoreError(error, context);
     });
     return this.#conditional;
   }
