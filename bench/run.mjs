@@ -20,7 +20,7 @@ import {
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -28,6 +28,11 @@ const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const BUILT_FILES = [CLI, join(ROOT, 'packages/core/dist/codec-worker.js'), join(ROOT, 'packages/store-fs/dist/index.js')];
 const MAKE_CORPUS = join(ROOT, 'bench/make-corpus.sh');
 const S3_BASELINE = join(ROOT, 'bench/s3-baseline.mjs');
+const LINK_STREAM = join(ROOT, 'bench/link-stream.mjs');
+const LINK_SOURCE = join(ROOT, 'test/servers/link.ts');
+/** Case (f)'s link by default (--link-rate, --link-delay): what one TCP connection got on the seed's path, and its latency. */
+const LINK = { bytesPerSecond: 10 * 1e6, delayMs: 20 };
+const LINK_CONCURRENCY = [1, 4, 16];
 const CEPH_UP = join(ROOT, 'test/servers/ceph-up.sh');
 const CEPH_DOWN = join(ROOT, 'test/servers/ceph-down.sh');
 const CORPUS_DIR = join(ROOT, 'bench/.corpus');
@@ -45,6 +50,11 @@ const DEFAULT_CHUNK_SIZE = 16 * MiB;
  */
 const FOLLOW_SEND = ['--manifest-interval', '250ms'];
 const FOLLOW_RECEIVE = ['--poll-interval', '250ms'];
+/** Makes the CLI report its main thread's busy time as it exits (packages/cli/src/main-thread-report.ts). */
+const MAIN_THREAD_ENV = { ...process.env, BUCKETPIPE_REPORT_MAIN_THREAD: '1' };
+/** send's and receive's default --buffer: the memory target is this plus 100 MiB per process (issue 10). */
+const DEFAULT_BUFFER_MiB = 512;
+const GB = 1e9;
 
 const USAGE = `usage: npm run bench [-- options]      (or: node bench/run.mjs [options])
 
@@ -59,6 +69,13 @@ Measures MB/s (raw input bytes / wall time) and peak RSS of:
       of each side (its "others" CPU column is mostly radosgw and the OSD)
   (e) the same bytes as plain SDK PutObject/GetObject of 16 MiB objects at the same concurrency
       (bench/s3-baseline.mjs): what S3 costs without bucketpipe
+  (f) a slow link (test/servers/link.ts: 10 MB/s per TCP connection each way, 20 ms each way)
+      between the processes and radosgw: bucketpipe send | receive with default options, then
+      with --concurrency 1, 4 and 16 on both sides, against one stream through one connection of
+      the same link (zstd -1 -T0 | bench/link-stream.mjs | zstd -d); on the first --link-slice
+      bytes of the corpus
+and, per process of (a): CPU s per GB next to the zstd stage of (c) doing the same work, the main
+thread's CPU s per GB (the CLI reports it under BUCKETPIPE_REPORT_MAIN_THREAD=1) and peak RSS
 
 options:
   --corpus FILE     input file (default: $BUCKETPIPE_BENCH_CORPUS, else bench/.corpus/pgdata.tar,
@@ -67,7 +84,11 @@ options:
   --runs N          runs of (a) and (c) (default 3)
   --seed-runs N     runs of (b) (default 1: pbzip2 does about 10 MB/s)
   --stat S          median or best of the runs (default median)
-  --cases LIST      which cases to run, e.g. a,c (default a,b,c,enc,s3; enc is (a) encrypted; s3 means d and e)
+  --cases LIST      which cases to run, e.g. a,c (default a,b,c,enc,s3,f; enc is (a) encrypted; s3 means d and e)
+  --link-slice SIZE MiB of the corpus that case (f) moves (default 512; 0: the whole corpus)
+  --link-rate MB/s  case (f)'s cap per connection and direction (default 10; lower it to see the
+                    link's limit on a machine whose CPU is busy)
+  --link-delay MS   case (f)'s one-way delay (default 20)
   --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
                     busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
   -h, --help
@@ -111,10 +132,11 @@ async function main() {
   ensureTools(options.cases);
   const corpus = await prepareCorpus(options);
   const machine = machineFacts();
-  const s3 = options.cases.has('s3') ? await startS3() : undefined;
+  const s3 = options.cases.has('s3') || options.cases.has('f') ? await startS3() : undefined;
   try {
-    const results = await runCases(options, corpus, s3);
-    printReport({ options, corpus, machine, results });
+    const slice = options.cases.has('f') ? await prepareSlice(corpus, options.linkSliceBytes) : undefined;
+    const results = await runCases(options, corpus, s3, slice);
+    printReport({ options, corpus, slice, machine, results });
   } finally {
     s3?.stop();
   }
@@ -134,7 +156,10 @@ function parseOptions() {
         runs: { type: 'string', default: '3' },
         'seed-runs': { type: 'string', default: '1' },
         stat: { type: 'string', default: 'median' },
-        cases: { type: 'string', default: 'a,b,c,enc,s3' },
+        cases: { type: 'string', default: 'a,b,c,enc,s3,f' },
+        'link-slice': { type: 'string', default: '512' },
+        'link-rate': { type: 'string', default: String(LINK.bytesPerSecond / MB) },
+        'link-delay': { type: 'string', default: String(LINK.delayMs) },
         settle: { type: 'string', default: '60' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -153,7 +178,17 @@ function parseOptions() {
   if (!['median', 'best'].includes(parsed.stat)) throw new BenchError(`--stat ${parsed.stat}: use median or best`);
   const cases = new Set(parsed.cases.split(',').map((c) => c.trim()));
   for (const c of cases)
-    if (!['a', 'b', 'c', 'enc', 's3'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b, c, enc and/or s3`);
+    if (!['a', 'b', 'c', 'enc', 's3', 'f'].includes(c)) throw new BenchError(`--cases: unknown case "${c}"; use a, b, c, enc, s3 and/or f`);
+  const linkSlice = Number(parsed['link-slice']);
+  if (!Number.isSafeInteger(linkSlice) || linkSlice < 0)
+    throw new BenchError(`--link-slice ${parsed['link-slice']}: must be a whole number of MiB, 0 or more`);
+  const linkNumber = (name) => {
+    const value = Number(parsed[name]);
+    if (!Number.isFinite(value) || value < 0 || (name === 'link-rate' && value === 0)) {
+      throw new BenchError(`--${name} ${parsed[name]}: must be a number${name === 'link-rate' ? ' above 0' : ', 0 or more'}`);
+    }
+    return value;
+  };
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -167,6 +202,8 @@ function parseOptions() {
     stat: parsed.stat,
     cases,
     settle,
+    linkSliceBytes: linkSlice * MiB,
+    link: { bytesPerSecond: linkNumber('link-rate') * MB, delayMs: linkNumber('link-delay') },
   };
 }
 
@@ -184,8 +221,8 @@ function assertCliBuilt() {
 function ensureTools(cases) {
   const needed = [{ command: TIME, pkg: 'time' }];
   if (cases.has('b')) needed.push({ command: 'pbzip2', pkg: 'pbzip2' }, { command: 'mbuffer', pkg: 'mbuffer' });
-  if (cases.has('c')) needed.push({ command: 'zstd', pkg: 'zstd' });
-  if (cases.has('s3')) {
+  if (cases.has('c') || cases.has('f')) needed.push({ command: 'zstd', pkg: 'zstd' });
+  if (cases.has('s3') || cases.has('f')) {
     needed.push({ command: 'ceph-mon', pkg: 'ceph-mon' }, { command: 'ceph-osd', pkg: 'ceph-osd' }, { command: 'radosgw', pkg: 'radosgw' });
     needed.push({ command: 'curl', pkg: 'curl' });
   }
@@ -227,6 +264,18 @@ async function prepareCorpus(options) {
   const { sha256, digest } = await hashesOfStream(createReadStream(path, { highWaterMark: MiB }));
   const zstdBytes = await zstdSize(path);
   return { path, bytes, sha256, digest, zstdRatio: bytes / zstdBytes };
+}
+
+/** Case (f)'s input: the first `bytes` of the corpus, as a file of its own (the whole corpus for 0). */
+async function prepareSlice(corpus, bytes) {
+  if (bytes === 0 || bytes >= corpus.bytes) return { ...corpus, name: 'the whole corpus' };
+  mkdirSync(WORK_DIR, { recursive: true });
+  const path = join(WORK_DIR, 'link-slice.bin');
+  const copied = spawnSync('head', ['-c', String(bytes), corpus.path], { stdio: ['ignore', openSync(path, 'w'), 2] });
+  if (copied.status !== 0) throw new BenchError(`could not copy the first ${bytes} bytes of ${corpus.path} to ${path}`);
+  const { sha256, digest } = await hashesOfStream(createReadStream(path, { highWaterMark: MiB }));
+  const zstdBytes = await zstdSize(path);
+  return { path, bytes, sha256, digest, zstdRatio: bytes / zstdBytes, name: `its first ${bytes / MiB} MiB` };
 }
 
 /**
@@ -315,6 +364,15 @@ function defineCases(options) {
     cases.push(s3BucketpipeCase('d', '(d) bucketpipe send | receive via S3 (radosgw)', options.runs));
     cases.push(s3BaselineCase('e', '(e) SDK PutObject | GetObject, 16 MiB objects', options.runs));
   }
+  if (options.cases.has('f')) {
+    const { bytesPerSecond, delayMs } = options.link;
+    const label = (what) => `(f) ${what}, link ${bytesPerSecond / MB} MB/s/conn ${delayMs} ms`;
+    cases.push(linkSingleStreamCase('f-single', label('one TCP stream, zstd -1 -T0|zstd -d'), options.runs));
+    cases.push(linkBucketpipeCase('f-default', label('bucketpipe, default options'), [], options.runs));
+    for (const n of LINK_CONCURRENCY) {
+      cases.push(linkBucketpipeCase(`f-c${n}`, label(`bucketpipe --concurrency ${n}`), ['--concurrency', String(n)], options.runs));
+    }
+  }
   if (options.cases.has('c')) {
     cases.push(
       pipelineCase(
@@ -335,7 +393,7 @@ function defineCases(options) {
  * Runs the cases round-robin (run 1 of each, then run 2 of each, ...) so that slow drift of a
  * noisy shared machine spreads over all cases instead of penalising whichever ran last.
  */
-async function runCases(options, corpus, s3) {
+async function runCases(options, corpus, s3, slice) {
   const cases = defineCases(options);
   const results = new Map(cases.map((c) => [c.id, { case: c, runs: [] }]));
   const rounds = Math.max(...cases.map((c) => c.runs));
@@ -346,8 +404,9 @@ async function runCases(options, corpus, s3) {
       try {
         if (options.settle > 0) await settle(options.settle);
         process.stderr.write(`bench: ${benchCase.label}, run ${round}/${benchCase.runs} ... `);
-        const run = await benchCase.run(corpus, dir, { verifyWithSeparateReceive: round === 1, s3, round });
-        process.stderr.write(`${(corpus.bytes / MB / run.seconds).toFixed(1)} MB/s (${run.seconds.toFixed(2)} s)\n`);
+        const input = benchCase.id.startsWith('f') ? slice : corpus;
+        const run = await benchCase.run(input, dir, { verifyWithSeparateReceive: round === 1, s3, round, linkOptions: options.link });
+        process.stderr.write(`${(input.bytes / MB / run.seconds).toFixed(1)} MB/s (${run.seconds.toFixed(2)} s)\n`);
         results.get(benchCase.id).runs.push(run);
       } catch (error) {
         process.stderr.write('FAILED\n');
@@ -399,9 +458,13 @@ function bucketpipeCase(id, label, options, runs) {
         const cpuBefore = machineCpu();
         const started = performance.now();
         procs = [
-          startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...FOLLOW_SEND, ...sendOptions], { stdin: input }),
+          startTimed(dir, 'send', process.execPath, [CLI, 'send', stream, '-q', ...FOLLOW_SEND, ...sendOptions], {
+            stdin: input,
+            env: MAIN_THREAD_ENV,
+          }),
           startTimed(dir, 'receive', process.execPath, [CLI, 'receive', stream, '-q', ...FOLLOW_RECEIVE, ...keyOptions], {
             stdout: devNull,
+            env: MAIN_THREAD_ENV,
           }),
         ];
         await waitAll(procs, timeoutFor(corpus));
@@ -409,7 +472,12 @@ function bucketpipeCase(id, label, options, runs) {
         const machine = machineCpuSince(cpuBefore);
         for (const p of procs) checkSummary(p, corpus, options.encrypted ? summaryOf(procs[0]).digest : corpus.digest);
         if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, keyOptions);
-        const [send, receive] = procs.map((p) => ({ ...readTimeFile(p), exitSeconds: (p.endedAt - started) / 1000 }));
+        const [send, receive] = procs.map((p) => ({
+          ...readTimeFile(p),
+          exitSeconds: (p.endedAt - started) / 1000,
+          mainThreadSeconds: mainThreadOf(p).cpuSeconds,
+          mainThreadBusySeconds: mainThreadOf(p).busySeconds,
+        }));
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
         closeSync(input);
@@ -419,17 +487,27 @@ function bucketpipeCase(id, label, options, runs) {
   };
 }
 
-/** Both sides through S3 at once; also counts the requests each side made per chunk. */
-function s3BucketpipeCase(id, label, runs) {
+/** Case (f): both sides through S3 behind a fresh link (each run starts with no connection open). */
+function linkBucketpipeCase(id, label, args, runs) {
+  return s3BucketpipeCase(id, label, runs, { args, viaLink: true });
+}
+
+/**
+ * Both sides through S3 at once; also counts the requests each side made per chunk. `args` go to
+ * both commands; with `viaLink`, they reach radosgw through a link (--link-rate, --link-delay).
+ */
+function s3BucketpipeCase(id, label, runs, { args = [], viaLink = false } = {}) {
   return {
     id,
     label,
     runs,
     perProcessRss: true,
-    async run(corpus, dir, { s3, round }) {
+    async run(corpus, dir, { s3, round, linkOptions }) {
       const prefix = `bench-${process.pid}-${id}-${round}`;
       const url = `s3://${s3.bucket}/${prefix}`;
-      const storeArgs = ['--s3-endpoint', s3.endpoint, '--s3-path-style'];
+      const link = viaLink ? await startBenchLink(s3.endpoint, linkOptions) : undefined;
+      const endpoint = link ? `http://${link.proxy.address}` : s3.endpoint;
+      const storeArgs = ['--s3-endpoint', endpoint, '--s3-path-style', ...args];
       const input = openSync(corpus.path, 'r');
       const devNull = openSync('/dev/null', 'w');
       try {
@@ -456,12 +534,122 @@ function s3BucketpipeCase(id, label, runs) {
           receiveRequests: received.requests,
           chunks: sent.chunks,
         };
-        return { seconds, machine, processes: { send, receive }, ratio: sent.ratio, requests };
+        return { seconds, machine, processes: { send, receive }, ratio: sent.ratio, requests, link: link?.report() };
       } finally {
         closeSync(input);
         closeSync(devNull);
+        await link?.proxy.close();
         await s3.deletePrefix(prefix);
       }
+    },
+  };
+}
+
+/**
+ * Case (f)'s baseline: the stream compressed by zstd -1 -T0, through one TCP connection of the
+ * link, into zstd -d; every byte counted at the end. Two pipelines: the receiving one listens first.
+ */
+function linkSingleStreamCase(id, label, runs) {
+  return {
+    id,
+    label,
+    runs,
+    async run(corpus, dir, { linkOptions }) {
+      const portFile = join(dir, 'port');
+      const countFile = join(dir, 'count');
+      const receiveTime = join(dir, 'receive.time');
+      const sendTime = join(dir, 'send.time');
+      const timed = (file, command) => `${TIME} -f '%M %U %S' -o "${file}" ${command}`;
+      const cpuBefore = machineCpu();
+      const receiving = startProcess(
+        'bash',
+        [
+          '-o',
+          'pipefail',
+          '-c',
+          `${timed(receiveTime, `node "${LINK_STREAM}" receive "$1"`)} | ${timed(`${receiveTime}.zstd`, 'zstd -d -c')} | wc -c > "$2"`,
+          'bench',
+          portFile,
+          countFile,
+        ],
+        { label: `${label} (receiving end)` },
+      );
+      let link;
+      try {
+        const port = await waitForFile(portFile, receiving);
+        link = await startBenchLink(`http://127.0.0.1:${port}`, linkOptions);
+        const started = performance.now();
+        const sending = startProcess(
+          'bash',
+          [
+            '-o',
+            'pipefail',
+            '-c',
+            `${timed(`${sendTime}.zstd`, 'zstd -1 -T0 -c')} < "$1" | ${timed(sendTime, `node "${LINK_STREAM}" send "$2"`)}`,
+            'bench',
+            corpus.path,
+            String(link.proxy.port),
+          ],
+          { label: `${label} (sending end)` },
+        );
+        await waitAll([sending, receiving], timeoutFor(corpus));
+        const seconds = (Math.max(sending.endedAt, receiving.endedAt) - started) / 1000;
+        const machine = machineCpuSince(cpuBefore);
+        const count = Number(readFileSync(countFile, 'utf8').trim());
+        if (count !== corpus.bytes) throw new BenchError(`${label} delivered ${count} bytes, the input has ${corpus.bytes}`);
+        const processes = {
+          'zstd -1': parseTimeFile(`${sendTime}.zstd`, label),
+          'node send': parseTimeFile(sendTime, label),
+          'node receive': parseTimeFile(receiveTime, label),
+          'zstd -d': parseTimeFile(`${receiveTime}.zstd`, label),
+        };
+        return { seconds, machine, processes, link: link.report() };
+      } finally {
+        killGroup(receiving);
+        await link?.proxy.close();
+      }
+    },
+  };
+}
+
+/** Waits for a process to write a file (a port number), or to fail first. */
+async function waitForFile(path, proc) {
+  for (let waited = 0; waited < 10_000; waited += 20) {
+    if (existsSync(path)) {
+      const text = readFileSync(path, 'utf8').trim();
+      if (text !== '') return Number(text);
+    }
+    if (proc.endedAt !== undefined) throw new BenchError(`${proc.label} exited before listening; its stderr:\n${proc.stderr}`);
+    await sleep(20);
+  }
+  throw new BenchError(`${proc.label} did not listen within 10 s`);
+}
+
+let linkModule;
+
+/**
+ * A link (test/servers/link.ts, transpiled as the scripts do) in this process, in front of
+ * `target`. `report()` gives its counts and the CPU this process spent meanwhile (the proxy's,
+ * as this process does little else while a case runs).
+ */
+async function startBenchLink(target, linkOptions) {
+  if (linkModule === undefined) {
+    const ts = (await import('typescript')).default;
+    const out = ts.transpileModule(readFileSync(LINK_SOURCE, 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    });
+    mkdirSync(WORK_DIR, { recursive: true });
+    const file = join(WORK_DIR, 'link.mjs');
+    writeFileSync(file, out.outputText);
+    linkModule = await import(pathToFileURL(file).href);
+  }
+  const proxy = await linkModule.startLink({ target, ...linkOptions });
+  const cpuBefore = process.cpuUsage();
+  return {
+    proxy,
+    report: () => {
+      const cpu = process.cpuUsage(cpuBefore);
+      return { ...proxy.stats, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
     },
   };
 }
@@ -629,6 +817,18 @@ function summaryOf(proc) {
   return summary;
 }
 
+/** The main thread's busy time the CLI reports on exit when MAIN_THREAD_ENV asks for it. */
+function mainThreadOf(proc) {
+  const report = proc.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l))
+    .findLast((event) => event.event === 'main-thread');
+  if (!report)
+    throw new BenchError(`${proc.label} reported no main-thread busy time (BUCKETPIPE_REPORT_MAIN_THREAD); its stderr:\n${proc.stderr}`);
+  return report;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes
 
@@ -789,7 +989,7 @@ function isAlive(pid) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function printReport({ options, corpus, machine, results }) {
+function printReport({ options, corpus, slice, machine, results }) {
   const out = [];
   const statName = options.stat === 'best' ? 'best' : 'median';
   const corpusName = corpus.path.startsWith(ROOT) ? corpus.path.slice(ROOT.length + 1) : corpus.path;
@@ -805,10 +1005,16 @@ function printReport({ options, corpus, machine, results }) {
   out.push(`         the ${statName} of the runs, [min–max] over all runs`);
   out.push(`CPU s:   user + sys of the case's processes in that run; others: CPU s used meanwhile by every`);
   out.push(`         other process on the machine (this script included): a large value means a disturbed run`);
+  if (slice) {
+    out.push(
+      `(f):     ${slice.name === 'the whole corpus' ? 'the whole corpus' : `${slice.name} (${slice.bytes} bytes)`}, ` +
+        `zstd -1 ratio ${slice.zstdRatio.toFixed(2)}x; MB/s of raw bytes`,
+    );
+  }
   out.push('peak RSS: per process (a) or summed over the stages (b, c); the highest over the runs');
   out.push('');
 
-  const rows = results.map((r) => summarize(r, corpus, options.stat));
+  const rows = results.map((r) => summarize(r, r.case.id.startsWith('f') ? slice : corpus, options.stat));
   const table = [['case', 'runs', `MB/s (${statName})`, '[min–max]', 'wall s', 'CPU s', 'others', 'peak RSS MiB']];
   for (const row of rows) {
     table.push([
@@ -827,7 +1033,7 @@ function printReport({ options, corpus, machine, results }) {
   out.push(`details (the ${statName} run of each case):`);
   for (const row of rows) out.push(...row.details.map((line) => `  ${line}`));
   out.push('');
-  out.push(...targetLines(rows));
+  out.push(...targetLines(rows, corpus));
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -850,9 +1056,14 @@ function summarize(result, corpus, stat) {
     ...names.map((name) => {
       const p = chosen.processes[name];
       const exited = p.exitSeconds === undefined ? '' : `, exited at ${p.exitSeconds.toFixed(2)} s`;
-      return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}`;
+      const mainThread =
+        p.mainThreadSeconds === undefined
+          ? ''
+          : `, main thread ${p.mainThreadSeconds.toFixed(2)} CPU s (event loop busy ${p.mainThreadBusySeconds.toFixed(2)} s of wall time)`;
+      return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}${mainThread}`;
     }),
     ...(chosen.requests ? [`    requests: ${describeRequests(chosen.requests)}`] : []),
+    ...(chosen.link ? [`    link: ${describeLink(chosen.link, chosen.seconds)}`] : []),
   ];
   return {
     id: result.case.id,
@@ -867,7 +1078,20 @@ function summarize(result, corpus, stat) {
     rss,
     details,
     requests: chosen.requests,
+    link: chosen.link,
+    busyCores: cpuSeconds / chosen.seconds,
+    machineCores: chosen.machine.busy / chosen.seconds,
+    processes: chosen.processes,
+    peakRssMiB: Object.fromEntries(names.map((name) => [name, peakRss(name)])),
   };
+}
+
+function describeLink(l, seconds) {
+  return (
+    `${l.connections} connections, at most ${l.maxOpenConnections} open at once; ` +
+    `${(l.bytesUp / MB).toFixed(0)} MB up, ${(l.bytesDown / MB).toFixed(0)} MB down ` +
+    `(${(l.bytesUp / MB / seconds).toFixed(1)} and ${(l.bytesDown / MB / seconds).toFixed(1)} MB/s); proxy ${l.cpuSeconds.toFixed(1)} CPU s`
+  );
 }
 
 function describeRequests(r) {
@@ -895,7 +1119,7 @@ function median(values) {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-function targetLines(rows) {
+function targetLines(rows, corpus) {
   const seed = rows.find((r) => r.id === 'b');
   const ceiling = rows.find((r) => r.id === 'c');
   const lines = ['targets (from the issue): (a) ≥ 10× (b) and (a) ≥ 60% of (c)'];
@@ -917,8 +1141,79 @@ function targetLines(rows) {
     if (sdk) rows3.push([viaS3.label, 'vs (e), plain SDK', `${((viaS3.MBps / sdk.MBps) * 100).toFixed(0)}% of its MB/s`, '']);
     s3Lines.push(...formatTable(rows3).map((line) => `  ${line}`));
   }
-  if (table.length === 0) return s3Lines;
-  return [...lines, ...formatTable(table).map((line) => `  ${line}`), ...s3Lines];
+  const linkLines = linkTargetLines(rows);
+  if (table.length === 0) return [...s3Lines, ...linkLines];
+  return [...lines, ...formatTable(table).map((line) => `  ${line}`), ...costLines(rows, corpus), ...s3Lines, ...linkLines];
+}
+
+/** (f): bucketpipe with default options against the single stream, and how it scales with --concurrency. */
+function linkTargetLines(rows) {
+  const single = rows.find((r) => r.id === 'f-single');
+  const linkRows = rows.filter((r) => r.id.startsWith('f-') && r.id !== 'f-single');
+  if (!single || linkRows.length === 0) return [];
+  const lines = ['', '(f) through the link (issue 10): bucketpipe with default options ≥ 5× one TCP stream'];
+  const table = [['', 'MB/s', '× one stream', 'cores: case', 'all', 'connections open (max)', 'link used up / down', '']];
+  for (const row of [single, ...linkRows]) {
+    const ratio = row.MBps / single.MBps;
+    const verdict = row.id === 'f-default' ? (ratio >= 5 ? 'PASS' : 'FAIL') : '';
+    table.push([
+      row.label.replace(/^\(f\) /, '').replace(/, link .*$/, ''),
+      row.MBps.toFixed(1),
+      `${ratio.toFixed(1)}×`,
+      row.busyCores.toFixed(2),
+      row.machineCores.toFixed(2),
+      String(row.link?.maxOpenConnections ?? ''),
+      row.link ? `${(row.link.bytesUp / MB / row.seconds).toFixed(1)} / ${(row.link.bytesDown / MB / row.seconds).toFixed(1)} MB/s` : '',
+      verdict,
+    ]);
+  }
+  lines.push(...formatTable(table).map((line) => `  ${line}`));
+  lines.push(
+    `  cores: the case's processes, and the whole machine (radosgw, the proxy, anyone else) during the run; all near ${availableParallelism()}: CPU-bound, not link-bound`,
+  );
+  return lines;
+}
+
+/**
+ * Issue 10's per-byte costs, each process of (a) against the zstd stage of (c) that does the same
+ * work on the same bytes in the same bench: CPU seconds (user + sys) per GB of raw input, the main
+ * thread's busy seconds per GB, and peak RSS against the default --buffer + 100 MiB.
+ */
+function costLines(rows, corpus) {
+  const ceiling = rows.find((r) => r.id === 'c');
+  const gigabytes = corpus.bytes / GB;
+  const perGB = (seconds) => `${(seconds / gigabytes).toFixed(2)} s/GB`;
+  const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
+  const zstdCpu = ceiling && { send: ceiling.processes['1:zstd'].cpuSeconds, receive: ceiling.processes['2:zstd'].cpuSeconds };
+  const table = [];
+  for (const row of rows.filter((r) => r.id === 'a' || r.id === 'a-nofsync')) {
+    for (const [side, factor, tool] of [
+      ['send', 1.35, 'zstd -1 -T0'],
+      ['receive', 2, 'zstd -d'],
+    ]) {
+      const p = row.processes[side];
+      const label = `${row.label}: ${side}`;
+      if (zstdCpu) {
+        const ratio = p.cpuSeconds / zstdCpu[side];
+        table.push([
+          label,
+          `CPU ≤ ${factor}× ${tool}`,
+          `${perGB(p.cpuSeconds)} vs ${perGB(zstdCpu[side])} (${ratio.toFixed(2)}×)`,
+          verdict(ratio <= factor),
+        ]);
+      } else {
+        table.push([label, 'CPU per GB', `${perGB(p.cpuSeconds)} (run case c for zstd's own)`, '']);
+      }
+      table.push([label, 'main thread CPU ≤ 0.3 s/GB', perGB(p.mainThreadSeconds), verdict(p.mainThreadSeconds / gigabytes <= 0.3)]);
+      const limit = DEFAULT_BUFFER_MiB + 100;
+      table.push([label, `peak RSS ≤ ${limit} MiB`, `${row.peakRssMiB[side].toFixed(0)} MiB`, verdict(row.peakRssMiB[side] <= limit)]);
+    }
+  }
+  if (table.length === 0) return [];
+  return [
+    'per byte (issue 10): CPU = user + sys per GB (10^9 bytes) of raw input, against the same stage of (c) in this bench',
+    ...formatTable(table).map((line) => `  ${line}`),
+  ];
 }
 
 function targetRow(row, reference, factor, goal, describe) {

@@ -250,6 +250,20 @@ describe.each(targets)('$flavor through the fault proxy', (target) => {
   });
 });
 
+describe('s3 through the fault proxy: the conditional-write probe', () => {
+  it('retries the probe itself, like any request: eight resets in a row do not end the send (they used to, exit 3)', async () => {
+    // Eight: as many as the manifest write's own attempts, each of which used to run the probe once.
+    const target = targets[0] as Target;
+    const nth = [1, 2, 3, 4, 5, 6, 7, 8];
+    const proxy = await proxyFor(target, 1, [
+      { name: 'reset-probe', path: /\.bucketpipe-probe/, nth, action: { kind: 'reset', at: 'request' } },
+    ]);
+    const t = await transfer(target, 'probe-reset', proxy.endpoint);
+    await expectIdentical(t);
+    expect(proxy.fired()).toEqual({ 'reset-probe': 8 });
+  }, 240_000);
+});
+
 function report(what: string, facts: Record<string, unknown>): void {
   if (process.env.BUCKETPIPE_FAULTS_REPORT) console.log(`[faults] ${what}: ${JSON.stringify(facts)}`);
 }

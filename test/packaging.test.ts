@@ -7,12 +7,12 @@
 // asserted from npm's own http log. zstd-napi compiles from source (npm_config_build_from_source:
 // its prebuild-install step would otherwise try a download from GitHub first), against the Node
 // headers npm's `nodedir` names on this machine. One install, about 30–70 s.
-import { type SpawnOptions, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { logText, MiB, outputFile, repoRoot, sha256File, summaryOf, tempDir, writeMixedStream } from './helpers.js';
+import { exec, type Result, userEnv } from './user-shell.js';
 
 /** The packages a user installs, in dependency order; store-testkit is private and test-only. */
 const publishable = [
@@ -42,49 +42,6 @@ interface Packed {
   filename: string;
   size: number;
   files: { path: string }[];
-}
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-/**
- * The environment of a user's shell: none of the npm_* variables that `npm run`/`npx` put around
- * this test (npm_config_local_prefix and friends would change what the child npm does), and no
- * PATH entry into this repository (its node_modules/.bin).
- */
-function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (/^npm_/i.test(key) || key === 'INIT_CWD' || key === 'NODE_PATH' || key === 'NODE_OPTIONS') continue;
-    env[key] = value;
-  }
-  env.PATH = (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter((entry) => entry !== '' && !entry.startsWith(repoRoot))
-    .join(delimiter);
-  return { ...env, ...extra };
-}
-
-function exec(command: string, args: string[], options: SpawnOptions & { stdoutFd?: number } = {}): Promise<Result> {
-  const { stdoutFd, ...spawnOptions } = options;
-  const started = Date.now();
-  return new Promise((resolveDone, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', stdoutFd ?? 'pipe', 'pipe'], ...spawnOptions });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (text: string) => {
-      stdout += text;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => {
-      stderr += text;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolveDone({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 }));
-  });
 }
 
 /** Every directory named node_modules/<name> below `root`, at any depth. */
@@ -184,8 +141,8 @@ describe('packaging: the packed tarballs install into an empty prefix and run a 
       }
     }
     const cli = packed.find((p) => p.name === 'bucketpipe');
-    expect(cli?.files.map((f) => f.path)).toContain('dist/bin.js');
-    expect(readFileSync(join(repoRoot, 'packages/cli/dist/bin.js'), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(cli?.files.map((f) => f.path)).toEqual(expect.arrayContaining(['bin/bucketpipe.js', 'dist/bin.js']));
+    expect(readFileSync(join(repoRoot, 'packages/cli/bin/bucketpipe.js'), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
     // The CLI ships no type declarations: nothing imports it.
     expect(cli?.files.some((f) => f.path.endsWith('.d.ts'))).toBe(false);
     console.log(
@@ -204,7 +161,7 @@ describe('packaging: the packed tarballs install into an empty prefix and run a 
       expect(manifest.private, name).toBeUndefined();
     }
     const cli = JSON.parse(readFileSync(join(repoRoot, 'packages/cli/package.json'), 'utf8')) as { bin: Record<string, string> };
-    expect(cli.bin).toEqual({ bucketpipe: './dist/bin.js' });
+    expect(cli.bin).toEqual({ bucketpipe: './bin/bucketpipe.js' });
   });
 
   test('npm takes the @bucketpipe packages from the tarballs, not the registry, and installs no dev tooling', async () => {

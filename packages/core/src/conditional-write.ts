@@ -32,9 +32,14 @@ async function conditionalPut(
   }
 }
 
-/** The ETag of `key` when it holds exactly `body` (our own write, its reply lost); undefined otherwise. */
+/**
+ * The ETag of `key` when it holds exactly `body` (our own write, its reply lost); undefined
+ * otherwise. A failure to read is thrown, not taken for "another writer": under faults the read
+ * itself may be reset, and a false lost race would stop a sender that still owns the object (the
+ * caller's retry reads again).
+ */
 async function ownWriteLanded(store: ObjectStore, key: string, body: Uint8Array): Promise<string | undefined> {
-  const current = await store.get(key).catch(() => null);
+  const current = await store.get(key);
   const same = current && Buffer.from(current.body.buffer, current.body.byteOffset, current.body.byteLength).equals(body);
   return same ? current.etag : undefined;
 }

@@ -71,6 +71,8 @@ export interface ReceiveProgress {
   /** The sender's watermark as last seen. */
   watermark: number;
   state: Manifest['state'];
+  /** The sender's heartbeat in the manifest as last read (RFC 3339); the manifest is re-read while caught up. */
+  senderHeartbeatAt: string;
   /** The stream's raw length: exact once `state` is complete, else the sender's estimate; null when unknown (expectedStreamBytes). */
   expectedRawBytes: number | null;
   downloadsInFlight: number;
@@ -154,6 +156,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
         rawBytesResumed,
         watermark: manifest.watermark,
         state: manifest.state,
+        senderHeartbeatAt: manifest.sender.heartbeatAt,
         expectedRawBytes: expectedStreamBytes(manifest),
         downloadsInFlight: downloads.activeCount,
       });

@@ -1,8 +1,11 @@
 import pLimit from 'p-limit';
+import { raceAbort } from './abort.js';
 import { chunkKey } from './chunk.js';
 import { type ChunkReader, IterableChunkReader, isChunkReader } from './chunk-reader.js';
 import { chunkObjectBound } from './codec.js';
+import type { EncodeResult } from './codec-jobs.js';
 import { CodecPool } from './codec-pool.js';
+import { confirmCompleteStream } from './complete-check.js';
 import type { EncryptionKey, StreamKeys } from './encryption.js';
 import { IntegrityError, UsageError } from './errors.js';
 import { LagGate, type LagLimit } from './lag-gate.js';
@@ -22,6 +25,7 @@ import { type RetryPolicy, withRetry } from './retry.js';
 import { sharedAbortController } from './shared-abort.js';
 import { SlabPool } from './slab-pool.js';
 import type { ObjectStore } from './store.js';
+import { chunksStoredFrom, storedChunkMatches } from './stored-beyond.js';
 import { StreamDigest } from './stream-digest.js';
 import { encryptionForNewStream, streamKeysFor } from './stream-encryption.js';
 import { newStreamId, streamIdToBytes } from './stream-id.js';
@@ -96,6 +100,8 @@ export interface SendSummary {
   resumedFrom: number;
   /** Chunks this sender uploaded. */
   chunksUploaded: number;
+  /** Chunks at or beyond the taken-over watermark that the dead sender had stored and that matched the source: kept, not uploaded. */
+  chunksReused?: number;
   /** Time spent verifying the stored chunks. */
   verifySeconds: number;
   /** The sender whose stream this one took over, with its state and heartbeat age then. */
@@ -124,6 +130,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
         signal: options.signal,
       })
     : null;
+  if (target?.manifest.state === 'complete') return confirmCompleteStream(options, target, started);
   const created = target ? undefined : await createStream(options);
   let owned = created?.stream;
   const streamId = target?.manifest.streamId ?? (owned as VersionedManifest).manifest.streamId;
@@ -176,14 +183,35 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     });
   };
 
-  const storeChunk = async (index: number, raw: Uint8Array, rawLength: number, out: Uint8Array): Promise<void> => {
-    const encoded = await codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
+  // A takeover's chunks that the dead sender stored beyond its watermark: reused when they match.
+  let storedBeyond = new Map<number, number>();
+  let chunksReused = 0;
+  // Chunks read but not compressed yet. Reading stops at readAhead of them, before --buffer is
+  // full: a source faster than the codec threads otherwise fills every slab with raw chunks, and
+  // first touches of 512 MiB of slabs cost page faults and collections (docs/PERFORMANCE.md).
+  // A slow store still fills the buffer, with compressed chunks waiting for their upload.
+  const encoding = new Set<Promise<void>>();
+  const readAhead = 2 * codec.size;
+  const storeChunk = async (index: number, rawLength: number, compressed: Promise<EncodeResult>): Promise<void> => {
+    const encoded = await compressed;
     slabs.release(encoded.raw);
     streamDigest.add(index, encoded.rawDigest);
-    const object = encoded.out.subarray(0, encoded.objectLength);
-    await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
+    const size = storedBeyond.get(index);
+    const stored =
+      size !== undefined &&
+      (await storedChunkMatches(
+        store,
+        { index, size, rawLength, rawDigest: encoded.rawDigest },
+        { streamId: streamIdBytes, encrypted: keys !== undefined },
+        { retry: options.retry, signal },
+      ));
+    if (stored) chunksReused++;
+    else {
+      const object = encoded.out.subarray(0, encoded.objectLength);
+      await uploads(() => withRetry(() => store.put(chunkKey(index), object, { signal }), { policy: options.retry, signal }));
+    }
     slabs.release(encoded.out);
-    watermark.finish(index - resumedFrom, rawLength, encoded.objectLength);
+    watermark.finish(index - resumedFrom, rawLength, stored ? (size as number) : encoded.objectLength);
     writer?.set(position());
     report();
   };
@@ -221,6 +249,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       sourceEnded = prefix.endsShort;
       verifySeconds = (performance.now() - verifyStarted) / 1000;
       owned = await claimStream(store, target, { retry: options.retry, signal, expectedRawBytes: options.expectedRawBytes });
+      storedBeyond = await chunksStoredFrom(store, resumedFrom, { retry: options.retry, signal });
       phase = 'sending';
     }
     writer = new ManifestWriter(store, owned as VersionedManifest, {
@@ -233,6 +262,7 @@ export async function send(options: SendOptions): Promise<SendSummary> {
     const lagGate = options.lag ? new LagGate(store, streamId, options.lag, options.retry) : undefined;
     for (let index = resumedFrom; !sourceEnded; index++) {
       await lagGate?.admit(index, signal); // before reading: chunks held back stay in the source, not in memory
+      while (encoding.size >= readAhead) await raceAbort(Promise.race(encoding), signal);
       const raw = await slabs.acquire(signal);
       const rawLength = await reader.fill(raw, chunkSize, signal);
       if (rawLength === 0) {
@@ -242,7 +272,14 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       chunksRead++;
       rawBytesRead += rawLength;
       const out = await slabs.acquire(signal);
-      const task = storeChunk(index, raw, rawLength, out).catch(fail);
+      const encoded = codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
+      const task = storeChunk(index, rawLength, encoded).catch(fail);
+      const compressed = encoded.then(
+        () => {},
+        () => {},
+      );
+      encoding.add(compressed);
+      void compressed.then(() => encoding.delete(compressed));
       inFlight.add(task);
       void task.finally(() => inFlight.delete(task));
       report();
@@ -263,7 +300,8 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       digest,
       seconds: (performance.now() - started) / 1000,
       resumedFrom,
-      chunksUploaded: at.watermark - resumedFrom,
+      chunksUploaded: at.watermark - resumedFrom - chunksReused,
+      chunksReused,
       verifySeconds,
       tookOver: target
         ? { sender: target.manifest.sender, state: target.manifest.state, heartbeatAgeMs: target.heartbeatAgeMs }

@@ -67,13 +67,20 @@ describe('a sender killed midway, then send --takeover', () => {
     const store = new FaultyStore(memory);
     const progress: SendProgress[] = [];
     const sent = await send(sendOptions(store, pieces(data, 10_007), { ...takeover(), onProgress: (p) => progress.push(p) }));
-    expect(sent).toMatchObject({ streamId: dead.streamId, chunks: 21, rawBytes: data.length, resumedFrom: 3, chunksUploaded: 18 });
+    expect(sent).toMatchObject({
+      streamId: dead.streamId,
+      chunks: 21,
+      rawBytes: data.length,
+      resumedFrom: 3,
+      chunksReused: 6,
+      chunksUploaded: 12,
+    });
     expect(sent.tookOver).toMatchObject({ state: 'sending', sender: dead.sender });
     expect(sent.digest).toBe(streamDigestOf(data, CHUNK));
-    // Chunks below the watermark are only read (their 128-byte headers), never written; the
-    // dead sender's chunks above it are simply uploaded again.
-    expect(chunkPuts(store).sort()).toEqual(range(3, 21).map(chunkKey));
-    expect(store.count('get', /^chunks\//)).toBe(3);
+    // Chunks below the watermark are only read (their 128-byte headers), never written; so are the
+    // dead sender's chunks above it (3 … 8), found by one listing, whose headers match the source.
+    expect(chunkPuts(store).sort()).toEqual(range(9, 21).map(chunkKey));
+    expect(store.count('get', /^chunks\//)).toBe(9);
     const manifest = await manifestOf(memory);
     expect(manifest).toMatchObject({ streamId: dead.streamId, createdAt: dead.createdAt, state: 'complete', watermark: 21 });
     expect(manifest.sender.startedAt).not.toBe(dead.sender.startedAt);
@@ -84,6 +91,20 @@ describe('a sender killed midway, then send --takeover', () => {
     expect(progress.at(-1)).toMatchObject({ phase: 'sending', resumedFrom: 3, watermark: 21 });
     expect(same(await receiveAll(memory), data), 'a new receiver gets identical bytes').toBe(true);
     expect(same(await following, data), 'a receiver that followed across the takeover too').toBe(true);
+  });
+
+  it('uploads again a chunk beyond the watermark that does not match the source (it was never announced)', async () => {
+    const data = randomBytes(8 * CHUNK, 35);
+    const memory = new MemoryStore();
+    await killedSender(memory, data, 2, 5);
+    // The same up to the watermark, other bytes in chunk 3 (stored by the dead sender, never announced).
+    const source = Uint8Array.from(data);
+    source[3 * CHUNK + 7] = (source[3 * CHUNK + 7] ?? 0) ^ 0xff;
+    const store = new FaultyStore(memory);
+    const sent = await send(sendOptions(store, pieces(source, 10_007), takeover()));
+    expect(sent).toMatchObject({ resumedFrom: 2, chunksReused: 2, chunksUploaded: 4, digest: streamDigestOf(source, CHUNK) });
+    expect(chunkPuts(store).sort()).toEqual([3, 5, 6, 7].map(chunkKey));
+    expect(same(await receiveAll(memory), source)).toBe(true);
   });
 
   it('finishes a stream whose every chunk was stored before the sender died, uploading nothing', async () => {
@@ -200,14 +221,21 @@ describe('what --takeover refuses', () => {
     await expect(first).resolves.toMatchObject({ chunks: 4 });
   });
 
-  it('a complete stream', async () => {
+  it('a complete stream from another source, which must also end where the stream ends', async () => {
     const memory = new MemoryStore();
-    await send(sendOptions(memory, pieces(randomBytes(2 * CHUNK, 38), 10_007)));
+    const data = randomBytes(2 * CHUNK, 38);
+    await send(sendOptions(memory, pieces(data, 10_007)));
     const store = new FaultyStore(memory);
-    const error = await send(sendOptions(store, pieces(randomBytes(2 * CHUNK, 38), 10_007), takeover())).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'BP_STREAM_EXISTS' });
-    expect((error as Error).message).toMatch(/already exists and is complete \(2 chunks, .*\): there is nothing to take over/);
-    expect(store.requests.map((r) => r.op)).toEqual(['get']);
+    const other = Uint8Array.from(data);
+    other[CHUNK + 5] = (other[CHUNK + 5] ?? 0) ^ 1;
+    await expect(send(sendOptions(store, pieces(other, 10_007), takeover()))).rejects.toMatchObject({ code: 'BP_SOURCE_CHANGED' });
+    const longer = new Uint8Array(2 * CHUNK + 1);
+    longer.set(data);
+    await expect(send(sendOptions(store, pieces(longer, 10_007), takeover()))).rejects.toMatchObject({
+      code: 'BP_SOURCE_CHANGED',
+      message: expect.stringMatching(/the source goes on after the 2 chunks .* which is complete/),
+    });
+    expect(store.count('put')).toBe(0);
   });
 
   it('another chunk size or level than the stream was started with', async () => {
@@ -323,5 +351,29 @@ describe('other streams --takeover may continue', () => {
     await expect(send(sendOptions(store, pieces(data, 10_007), takeover({ signal: controller.signal })))).rejects.toBe(reason);
     expect(store.count('put')).toBe(0);
     expect(memory.peek(MANIFEST_KEY)).toEqual(before);
+  });
+});
+
+describe('send --takeover of a stream that is complete already (a restart after the sender finished)', () => {
+  it('reads the whole source, checks it against the stored chunks and the digest, writes nothing and ends as done', async () => {
+    const memory = new MemoryStore();
+    const data = randomBytes(3 * CHUNK + 1234, 41);
+    const first = await send(sendOptions(memory, pieces(data, 10_007)));
+    const store = new FaultyStore(memory);
+    const again = await send(sendOptions(store, pieces(data, 10_007), takeover()));
+    expect(again).toMatchObject({ streamId: first.streamId, chunks: 4, chunksUploaded: 0, resumedFrom: 4, digest: first.digest });
+    expect(again.tookOver).toMatchObject({ state: 'complete' });
+    expect(store.count('put')).toBe(0);
+    expect(Buffer.from(await receiveAll(memory)).equals(Buffer.from(data))).toBe(true);
+  });
+
+  it('also for a stream of whole chunks only, and for an empty one', async () => {
+    for (const data of [randomBytes(2 * CHUNK, 42), new Uint8Array(0)]) {
+      const memory = new MemoryStore();
+      await send(sendOptions(memory, pieces(data, 10_007)));
+      const store = new FaultyStore(memory);
+      await expect(send(sendOptions(store, pieces(data, 10_007), takeover()))).resolves.toMatchObject({ chunksUploaded: 0 });
+      expect(store.count('put')).toBe(0);
+    }
   });
 });

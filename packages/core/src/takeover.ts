@@ -53,7 +53,8 @@ export interface TakeoverTarget extends VersionedManifest {
 /**
  * Decides whether --takeover may continue the stream at the root: null when there is none (the
  * sender starts a new one), the manifest when it is aborted or its sender's heartbeat is older
- * than `staleAfterMs`. Refuses a complete stream, a live sender, and other chunk size or level.
+ * than `staleAfterMs`; a complete one too (the sender proves its source gives it, and writes
+ * nothing: confirmCompleteStream). Refuses a live sender, and another chunk size or level.
  * Writes nothing: the claim comes after the stored chunks have been checked against the source.
  */
 export async function findTakeoverTarget(request: TakeoverRequest): Promise<TakeoverTarget | null> {
@@ -62,12 +63,6 @@ export async function findTakeoverTarget(request: TakeoverRequest): Promise<Take
   if (!found) return null;
   const { manifest } = found;
   const where = store.description;
-  if (manifest.state === 'complete') {
-    throw new StreamConflictError(
-      'BP_STREAM_EXISTS',
-      `stream ${where} already exists and is complete (${manifest.watermark} chunks, ${formatBytes(manifest.rawBytes)}): there is nothing to take over; choose a new stream URL or delete the old stream`,
-    );
-  }
   const ageMs = heartbeatAgeMs(manifest, Date.now());
   // A sender of this host whose process is gone cannot beat again: no need to wait for its heartbeat to age.
   if (manifest.state === 'sending' && ageMs < request.staleAfterMs && !senderGoneHere(manifest.sender)) {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeStoreConformance, expectStoreError, reachableByOthers } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -371,9 +371,13 @@ async function keys(store: FsStore, prefix: string): Promise<string[]> {
 }
 
 describe('FsStore permission errors', () => {
-  // The child loads this package's build: as uid 65534 it must be able to reach the repository.
+  // The child loads this package's build: as uid 65534 it must be able to reach the repository,
+  // and run this Node (not one in root's npx cache, as under npm run test:lts).
   const canSwitchUser =
-    process.platform !== 'win32' && process.getuid?.() === 0 && reachableByOthers(fileURLToPath(new URL('.', storeFsUrl)));
+    process.platform !== 'win32' &&
+    process.getuid?.() === 0 &&
+    reachableByOthers(fileURLToPath(new URL('.', storeFsUrl))) &&
+    reachableByOthers(dirname(process.execPath));
 
   /** A store whose root and one object belong to root (or to us) and refuse others. */
   async function lockedStore(): Promise<string> {

@@ -12,6 +12,7 @@ import {
 } from '@bucketpipe/core';
 import { type Bucket, IdempotencyStrategy, Storage } from '@google-cloud/storage';
 import { type ErrorContext, statusOf, toStoreError } from './errors.js';
+import { emulatorEndpoint } from './options.js';
 import { downloadObject, uploadObject } from './transfer.js';
 
 export interface GcsStoreOptions {
@@ -78,22 +79,23 @@ export class GcsObjectStore implements ObjectStore {
     this.#bucketName = options.bucket;
     this.#root = options.prefix === '' ? '' : `${options.prefix}/`;
     this.description = `gs://${options.bucket}${options.prefix === '' ? '' : `/${options.prefix}`}`;
-    this.#endpoint = options.endpoint ?? process.env.STORAGE_EMULATOR_HOST ?? undefined;
+    const endpoint = options.endpoint ?? emulatorEndpoint(process.env.STORAGE_EMULATOR_HOST);
+    this.#endpoint = endpoint;
     this.#resumableThreshold = options.resumableThreshold ?? DEFAULT_RESUMABLE_THRESHOLD;
     this.#md5MaxBytes = options.md5MaxBytes ?? DEFAULT_MD5_MAX_BYTES;
     this.#concurrency = options.concurrency ?? 16;
     this.#timeoutMs = options.requestTimeoutMs ?? 60_000;
     this.#downloadIdleTimeoutMs = options.downloadIdleTimeoutMs ?? DEFAULT_DOWNLOAD_IDLE_TIMEOUT_MS;
     this.#storage = new Storage({
-      ...(options.endpoint === undefined ? {} : { apiEndpoint: options.endpoint }),
+      ...(endpoint === undefined ? {} : { apiEndpoint: endpoint }),
       timeout: this.#timeoutMs,
       // One retry layer only: core's withRetry, which knows what is safe to repeat.
       retryOptions: { autoRetry: false, idempotencyStrategy: IdempotencyStrategy.RetryNever },
     });
-    if (options.endpoint !== undefined) {
-      // The client takes STORAGE_EMULATOR_HOST verbatim as the JSON API base even when apiEndpoint
-      // is given (uploads then go to apiEndpoint): make the explicit endpoint win for both.
-      this.#storage.baseUrl = `${options.endpoint}/storage/v1`;
+    if (endpoint !== undefined) {
+      // The client takes STORAGE_EMULATOR_HOST verbatim as the JSON API base, without the /storage/v1
+      // every real server serves under (and uploads go to apiEndpoint): set the base for both.
+      this.#storage.baseUrl = `${endpoint}/storage/v1`;
     }
     this.#bucket = this.#storage.bucket(options.bucket);
   }

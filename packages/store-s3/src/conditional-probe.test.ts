@@ -13,14 +13,15 @@ interface ServerRules {
 }
 
 /** A small in-memory server with configurable conditional-write behaviour (the probe's side of the contract). */
-function server(rules: ServerRules, fail?: { onCall: number; error: Error }) {
+function server(rules: ServerRules, fail?: { onCall: number; error: Error; applied?: boolean }) {
   const objects = new Map<string, string>();
   let version = 0;
   let calls = 0;
   const target: ProbeTarget = {
     async put(key, _body, condition) {
       calls++;
-      if (fail && calls === fail.onCall) throw fail.error;
+      const failsNow = fail !== undefined && calls === fail.onCall;
+      if (failsNow && !fail.applied) throw fail.error;
       const current = objects.get(key);
       if (condition?.ifNoneMatch && rules.honoursIfNoneMatch && current !== undefined) throw refused();
       if (condition?.ifMatch !== undefined && rules.ifMatch !== 'none') {
@@ -32,9 +33,15 @@ function server(rules: ServerRules, fail?: { onCall: number; error: Error }) {
       }
       const etag = `etag${++version}`;
       objects.set(key, etag);
+      if (failsNow) throw fail.error; // applied, but the reply is lost
       return `"${etag}"`;
     },
     async remove(key) {
+      calls++;
+      if (fail !== undefined && calls === fail.onCall) {
+        if (fail.applied) objects.delete(key);
+        throw fail.error;
+      }
       objects.delete(key);
     },
   };
@@ -97,6 +104,35 @@ describe('probeConditionalSupport', () => {
     const later = server({ honoursIfNoneMatch: true, ifMatch: 'both' }, { onCall: 3, error: reset });
     await expect(probeConditionalSupport(later.target, '')).rejects.toBe(reset);
     expect(later.objects.size).toBe(0);
+  });
+});
+
+describe('probeConditionalSupport under a fault', () => {
+  const reset = () => Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+  const isRetryable = (error: unknown) => (error as { code?: string }).code === 'ECONNRESET';
+  const retry = { attempts: 4, baseDelayMs: 1, maxDelayMs: 1 };
+  // Every request of the probe in turn fails once: before it reaches the server, or after it was applied (the reply lost).
+  const cases = [
+    { honoursIfNoneMatch: true, ifMatch: 'unquoted' },
+    { honoursIfNoneMatch: true, ifMatch: 'quoted' },
+    { honoursIfNoneMatch: false, ifMatch: 'none' },
+  ] as const;
+  it.each(
+    cases.flatMap((rules) => [false, true].flatMap((applied) => [1, 2, 3, 4, 5, 6, 7].map((onCall) => ({ rules, applied, onCall })))),
+  )('repeats a reset request and still finds what the server does: %j', async ({ rules, applied, onCall }) => {
+    const expected = await probeConditionalSupport(server(rules).target, '');
+    const { target, objects } = server(rules, { onCall, error: reset(), applied });
+    expect(await probeConditionalSupport(target, '', { isRetryable, retry })).toEqual(expected);
+    expect(objects.size).toBe(0);
+  });
+
+  it('gives up with the request’s own error after the retry policy’s attempts', async () => {
+    const error = reset();
+    const target: ProbeTarget = {
+      put: () => Promise.reject(error),
+      remove: () => Promise.resolve(),
+    };
+    await expect(probeConditionalSupport(target, '', { isRetryable, retry })).rejects.toBe(error);
   });
 });
 

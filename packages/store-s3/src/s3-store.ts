@@ -212,9 +212,11 @@ export class S3ObjectStore implements ObjectStore {
   conditionalSupport(): Promise<ConditionalSupport> {
     // Once per store; a failed probe (network, read-only credentials) is not remembered, so that
     // the next conditional write tries again.
-    this.#conditional ??= probeConditionalSupport(this.#probeTarget(), this.#root).catch((error: unknown) => {
+    const context = this.#context('probe conditional writes in', `${PROBE_DIR}/`);
+    const isRetryable = (error: unknown) => toStoreError(error, context).retryable;
+    this.#conditional ??= probeConditionalSupport(this.#probeTarget(), this.#root, { isRetryable }).catch((error: unknown) => {
       this.#conditional = undefined;
-      throw toStoreError(error, this.#context('probe conditional writes in', `${PROBE_DIR}/`));
+      throw toStoreError(error, context);
     });
     return this.#conditional;
   }

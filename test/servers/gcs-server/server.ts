@@ -22,11 +22,19 @@ const json = (status: number, value: unknown, headers: Record<string, string> = 
   body: JSON.stringify(value),
 });
 
+const notServed = (method: string, path: string) =>
+  new GcsHttpError(
+    404,
+    'notFound',
+    `Not Found: ${method} ${path} is not served by the GCS test server (the JSON API is under /storage/v1)`,
+  );
+
 /**
  * An in-memory server for the subset of the Cloud Storage JSON API that @google-cloud/storage v7
  * uses for buckets and objects (see docs/TESTING.md for what it does and does not do).
- * Routes are served both under /storage/v1 and at the root, because the client uses
- * STORAGE_EMULATOR_HOST verbatim as its base URL while apiEndpoint gets /storage/v1 appended.
+ * Like Google's, it serves the API under /storage/v1 only (uploads under /upload/storage/v1,
+ * downloads under /download/storage/v1): anything else, such as the bare /b/… the client calls
+ * when STORAGE_EMULATOR_HOST is its only configuration, is a 404.
  */
 export class GcsJsonApiServer {
   readonly state = new GcsState();
@@ -122,7 +130,8 @@ export class GcsJsonApiServer {
     const upload = /^\/upload\/storage\/v1\/b\/([^/]+)\/o\/?$/.exec(path);
     if (upload) return this.#upload(method, decodeURIComponent(upload[1] as string), url, req, body, origin);
     const download = /^\/download\/storage\/v1(\/b\/.*)$/.exec(path);
-    const api = download?.[1] ?? path.replace(/^\/storage\/v1(?=\/)/, '');
+    const api = download?.[1] ?? /^\/storage\/v1(\/.*)$/.exec(path)?.[1];
+    if (api === undefined) throw notServed(method, path);
     if (api === '/b' || api === '/b/') {
       if (method === 'GET')
         return json(200, { kind: 'storage#buckets', items: [...this.state.buckets.values()].map((b) => bucketResource(b, origin)) });
@@ -158,7 +167,7 @@ export class GcsJsonApiServer {
         return { status: 204 };
       }
     }
-    throw new GcsHttpError(404, 'notFound', `Not Found: ${method} ${path} is not served by the GCS test server`);
+    throw notServed(method, path);
   }
 
   #createBucket(body: Buffer, origin: string): Reply {

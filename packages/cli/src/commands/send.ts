@@ -56,12 +56,14 @@ options:
   --manifest-interval D how often the manifest is rewritten with progress (default 1s)
   --rate RATE           pace the uploads to RATE of stored bytes, smoothly: 200MB/s, 50MiB/s,
                         1Gbit/s (default: as fast as the store takes them)
-  --takeover            continue the stream at <stream-url> if its sender is gone (state aborted, or
-                        a heartbeat older than --stale-after): the source is read again from its
-                        start and checked chunk by chunk against the chunks already stored (it must
-                        give the same bytes, e.g. zfs send of the same snapshot), and only the rest
-                        is uploaded; use the original --chunk-size and --level. Refused while the
-                        sender is live and for a complete stream. Without a stream there, starts one
+  --takeover            continue the stream at <stream-url> if its sender is gone (state aborted, a
+                        heartbeat older than --stale-after, or a sender of this host whose process
+                        is gone): the source is read again from its start and checked chunk by chunk
+                        against the chunks already stored (it must give the same bytes, e.g. zfs
+                        send of the same snapshot), and only the rest is uploaded; use the original
+                        --chunk-size and --level. Refused while the sender is live. A complete
+                        stream: the whole source is checked, nothing written, exit 0. Without a
+                        stream there, starts one
   --stale-after D       with --takeover: how old the heartbeat of a sending stream must be before it
                         may be taken over (default ${DEFAULT_STALE_AFTER_MS / 1000}s; the sender beats every 10s)
   --max-lag N|SIZE      lag-aware backpressure: stop reading and uploading while the next chunk would
@@ -211,6 +213,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
           resumedFrom: summary.resumedFrom,
           chunksVerified: summary.resumedFrom,
           chunksUploaded: summary.chunksUploaded,
+          chunksReused: summary.chunksReused ?? 0,
           verifySeconds: Number(summary.verifySeconds.toFixed(3)),
           tookOver: {
             sender: summary.tookOver.sender.id,

@@ -26,6 +26,8 @@ export class EnabledMetrics implements CommandMetrics {
   #replication: ReplicationMetrics | undefined;
   #caughtUp: string | null = null;
   #last: { a: number; b: number; c: number; d: number } | undefined;
+  /** receive: the sender's heartbeat (epoch ms) while the stream is being sent; undefined otherwise. */
+  #senderHeartbeatAt: number | undefined;
 
   constructor(command: MeteredCommand, stallAfterMs: number) {
     this.#command = command;
@@ -60,6 +62,17 @@ export class EnabledMetrics implements CommandMetrics {
         [],
         (g) => {
           g.set(own().seconds);
+        },
+      );
+    }
+    if (command === 'receive') {
+      m.gauge(
+        'bucketpipe_sender_heartbeat_age_seconds',
+        'Seconds since the heartbeat of the sender of the stream, as the manifest last said (re-read every --poll-interval while caught up; NaN when no sender is sending)',
+        [],
+        (g) => {
+          const at = this.#senderHeartbeatAt;
+          g.set(at === undefined ? Number.NaN : Math.max(0, (Date.now() - at) / 1000));
         },
       );
     }
@@ -124,6 +137,7 @@ export class EnabledMetrics implements CommandMetrics {
     this.#nextStream(p.streamId);
     this.registry.watermark.set(p.watermark);
     this.registry.position.set(p.chunksWritten);
+    this.#senderHeartbeatAt = p.state === 'sending' ? Date.parse(p.senderHeartbeatAt) : undefined;
     this.#follow(p.watermark, p.chunksWritten);
   }
 

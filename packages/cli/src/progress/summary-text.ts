@@ -44,7 +44,7 @@ const describers: Record<string, (f: LogFields) => string> = {
     const resumed =
       f.resumedFrom === undefined
         ? ''
-        : `, ${num(f.resumedFrom)} of them verified against the source and ${num(f.chunksUploaded)} uploaded`;
+        : `, ${num(f.resumedFrom)} of them verified against the source${num(f.chunksReused) > 0 ? `, ${num(f.chunksReused)} stored beyond them kept` : ''} and ${num(f.chunksUploaded)} uploaded`;
     return `send ${String(f.state)}: ${bytes(f.rawBytes)} ${timing(f)}, ${plural(f.chunks, 'chunk')}${resumed}, stored ${bytes(f.storedBytes)}${ratio}${digest(f)}`;
   },
   receive: (f) => {
