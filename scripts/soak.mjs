@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { seeded } from './replicate-harness.mjs';
 
 // `npm run soak -- --replicate …`: the replication daemons' soak, a script of its own.
 if (process.argv.includes('--replicate')) {
@@ -54,17 +55,6 @@ const faultRate = Number(values['fault-rate']);
 const chunkSize = parseSize(values['chunk-size']);
 if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npx turbo run build\` (npm run soak does)`);
 
-/** mulberry32, as in the proxy: the same kills for the same --seed. */
-function seeded(s) {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = seeded(seed);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (text) => process.stderr.write(`soak: ${text}\n`);

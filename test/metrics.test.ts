@@ -247,7 +247,16 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
     expect(Date.now() - started).toBeLessThan(5000);
     expect(stalled.body).toMatchObject({ status: 'stalled', command: 'receive' });
     expect(String(stalled.body.reason)).toMatch(/the sink has not taken a write/);
-    const during = await scrape(url);
+    // The stall counter counts a write once it has waited --stall-after; /healthz may say stalled a
+    // moment earlier (no progress for that long, the write pending for less): wait for the count.
+    const during = await waitFor(
+      async () => {
+        const metrics = await scrape(url);
+        return must(metrics, 'bucketpipe_sink_stalls_total') >= 1 ? metrics : undefined;
+      },
+      3000,
+      'the stalled write to be counted',
+    );
     expect(must(during, 'bucketpipe_stalled')).toBe(1);
     expect(must(during, 'bucketpipe_sink_stalls_total')).toBeGreaterThanOrEqual(1);
     expect(must(during, 'bucketpipe_sink_blocked_seconds_total')).toBeGreaterThan(1);

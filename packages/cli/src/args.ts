@@ -1,5 +1,13 @@
 import { parseArgs } from 'node:util';
-import { parseByteSize, UsageError } from '@bucketpipe/core';
+import {
+  assertChunkSize,
+  DEFAULT_CHUNK_SIZE,
+  formatBytes,
+  MAX_CHUNK_SIZE,
+  MIN_CHUNK_SIZE,
+  parseByteSize,
+  UsageError,
+} from '@bucketpipe/core';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean }>;
 
@@ -30,6 +38,19 @@ export function sizeOption(values: ParsedCommandLine['values'], name: string, fa
   if (bytes === null) throw new UsageError(`--${name} ${String(raw)}: not a size; write it like 16MiB, 512M, 1GiB or a number of bytes`);
   if (bytes < min) throw new UsageError(`--${name} ${String(raw)}: must be at least ${min} bytes`);
   return bytes;
+}
+
+/** `--chunk-size`: a size within the protocol's limits (default 16 MiB). */
+export function chunkSizeOption(values: ParsedCommandLine['values']): number {
+  const chunkSize = sizeOption(values, 'chunk-size', DEFAULT_CHUNK_SIZE, 0);
+  try {
+    assertChunkSize(chunkSize);
+  } catch {
+    throw new UsageError(
+      `--chunk-size ${String(values['chunk-size'])}: must be from ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}`,
+    );
+  }
+  return chunkSize;
 }
 
 export function integerOption(values: ParsedCommandLine['values'], name: string, fallback: number, min: number, max: number): number {

@@ -1,9 +1,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import {
-  assertChunkSize,
   CodecPool,
   DEFAULT_BUFFER_BYTES,
-  DEFAULT_CHUNK_SIZE,
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
   defaultMissingChunkPolicy,
@@ -16,6 +14,7 @@ import {
 } from '@bucketpipe/core';
 import { datasetName, parseRecvFlags, parseSendFlags, Zfs } from '@bucketpipe/zfs';
 import {
+  chunkSizeOption,
   durationOption,
   exactlyOnePositional,
   integerOption,
@@ -220,14 +219,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
     throw new UsageError('replicate send runs zfs send itself: give zfs send flags with --send-flags="…", not after --');
   const { values } = parsed;
   const dataset = requiredDataset(values, 'replicate send');
-  const chunkSize = sizeOption(values, 'chunk-size', DEFAULT_CHUNK_SIZE, 0);
-  try {
-    assertChunkSize(chunkSize);
-  } catch {
-    throw new UsageError(
-      `--chunk-size ${String(values['chunk-size'])}: must be from ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}`,
-    );
-  }
+  const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
   const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);

@@ -1,9 +1,7 @@
 import { availableParallelism } from 'node:os';
 import {
-  assertChunkSize,
   CodecPool,
   DEFAULT_BUFFER_BYTES,
-  DEFAULT_CHUNK_SIZE,
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
   formatBytes,
@@ -18,6 +16,7 @@ import {
 } from '@bucketpipe/core';
 import { StreamEndCheck } from '@bucketpipe/zfs';
 import {
+  chunkSizeOption,
   durationOption,
   exactlyOnePositional,
   integerOption,
@@ -119,14 +118,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'send');
   const url = exactlyOnePositional(parsed, 'send');
   const { values } = parsed;
-  const chunkSize = sizeOption(values, 'chunk-size', DEFAULT_CHUNK_SIZE, 0);
-  try {
-    assertChunkSize(chunkSize);
-  } catch {
-    throw new UsageError(
-      `--chunk-size ${String(values['chunk-size'])}: must be from ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)}`,
-    );
-  }
+  const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
   const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
