@@ -31,7 +31,7 @@ export * from './stream-id.js';
 export * from './stream-listing.js';
 export * from './stream-removal.js';
 export * from './stream-status.js';
-export { DEFAULT_STALE_AFTER_MS, senderGoneHere } from './takeover.js';
+export { DEFAULT_STALE_AFTER_MS, senderGoneHere, senderInfo } from './takeover.js';
 export * from './token-bucket.js';
 export * from './units.js';
 export * from './verify.js';

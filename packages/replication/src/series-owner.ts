@@ -1,15 +1,15 @@
 import { hostname } from 'node:os';
-import { isProcessGone, newStreamId, type ObjectStore, type RetryPolicy, StreamConflictError, withRetry } from '@bucketpipe/core';
-import type { Versioned } from './json-record.js';
 import {
-  createSeries,
-  readSeries,
-  replaceSeries,
-  SERIES_FORMAT,
-  SERIES_VERSION,
-  type SeriesRecord,
-  seriesSender,
-} from './series-record.js';
+  isProcessGone,
+  newStreamId,
+  type ObjectStore,
+  type RetryPolicy,
+  StreamConflictError,
+  senderInfo,
+  withRetry,
+} from '@bucketpipe/core';
+import type { Versioned } from './json-record.js';
+import { createSeries, readSeries, replaceSeries, SERIES_FORMAT, SERIES_VERSION, type SeriesRecord } from './series-record.js';
 
 export interface SeriesClaim {
   store: ObjectStore;
@@ -40,7 +40,7 @@ export async function claimSeries(claim: SeriesClaim): Promise<SeriesOwner> {
         createdAt: now,
         updatedAt: now,
         dataset: claim.dataset,
-        sender: seriesSender(now),
+        sender: senderInfo(now),
         streams: 0,
       };
       const etag = await withRetry(() => createSeries(store, record, claim.signal), retry);
@@ -64,7 +64,7 @@ export async function claimSeries(claim: SeriesClaim): Promise<SeriesOwner> {
         `the series at ${store.description} has a live sender daemon (${sender.id}, heartbeat ${Math.round(ageMs / 1000)}s ago): only one may run; stop it first, or wait until its heartbeat is older than ${Math.round(claim.staleAfterMs / 1000)}s`,
       );
     }
-    const claimed: SeriesRecord = { ...series, updatedAt: now, sender: seriesSender(now) };
+    const claimed: SeriesRecord = { ...series, updatedAt: now, sender: senderInfo(now) };
     const etag = await withRetry(() => replaceSeries(store, claimed, found.etag, claim.signal), retry);
     if (etag !== null) return new SeriesOwner(store, { value: claimed, etag }, claim.retry);
   }

@@ -1,5 +1,4 @@
-import { hostname } from 'node:os';
-import { isProcessIdentity, type ObjectStore, ownProcessIdentity, type ProcessIdentity } from '@bucketpipe/core';
+import { isProcessIdentity, type ObjectStore, type SenderInfo } from '@bucketpipe/core';
 import { createRecord, isCount, isNonEmptyString, isTime, problemList, readRecord, replaceRecord, type Versioned } from './json-record.js';
 import { SERIES_KEY } from './layout.js';
 import { isSnapshotRef, type SnapshotRef } from './snapshot-ref.js';
@@ -7,16 +6,8 @@ import { isSnapshotRef, type SnapshotRef } from './snapshot-ref.js';
 export const SERIES_FORMAT = 'bucketpipe.series';
 export const SERIES_VERSION = 1;
 
-export interface SeriesSender {
-  /** `<host>:<pid>` */
-  id: string;
-  host: string;
-  pid: number;
-  startedAt: string;
-  heartbeatAt: string;
-  /** Linux: which process exactly, so that a restart on the same host can tell it is gone (ProcessIdentity). */
-  process?: ProcessIdentity;
-}
+/** The sender daemon, as a stream's manifest names its sender (host, pid, process identity, heartbeat). */
+export type SeriesSender = SenderInfo;
 
 /**
  * The one mutable object of a series: which streams exist, which is final, who sends. Its size
@@ -38,18 +29,6 @@ export interface SeriesRecord {
   sourceNewest?: SnapshotRef;
   /** Set once, with the stream that ends the series (the cut-over's); nothing is added after it. */
   final?: { seq: number; snapshot: string; at: string };
-}
-
-export function seriesSender(now: string): SeriesSender {
-  const identity = ownProcessIdentity();
-  return {
-    id: `${hostname()}:${process.pid}`,
-    host: hostname(),
-    pid: process.pid,
-    startedAt: now,
-    heartbeatAt: now,
-    ...(identity ? { process: identity } : {}),
-  };
 }
 
 export function parseSeriesRecord(v: Record<string, unknown>): { value: SeriesRecord } | { problems: string[] } {
