@@ -19,6 +19,7 @@ function fakeLog(format: 'human' | 'json', live = false): Log & { said: Said[] }
     said,
     info: (event, text, fields) => void said.push({ level: 'info', event, text, fields }),
     warn: (event, text, fields) => void said.push({ level: 'warn', event, text, fields }),
+    commandOutput: () => {},
     failure: () => {},
     bug: () => {},
     status: (text) => void said.push({ level: 'status', text }),

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { type ResumableOutput, type Sink, SinkFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
+import { type CommandOutput, readCommandStderr } from './command-stderr.js';
 
 const writeAsync = promisify(write);
 const fsyncAsync = promisify(fsync);
@@ -23,12 +24,13 @@ export interface OutputSink extends Sink {
  * can kill it (and whatever it spawned) *before* closing its stdin: `zfs recv` must never see
  * end-of-input for a stream that did not arrive whole.
  */
-export async function commandSink(argv: string[], options: { captureStderr?: boolean } = {}): Promise<Sink> {
+export async function commandSink(argv: string[], output: CommandOutput): Promise<Sink> {
   const [file, ...args] = argv;
   if (file === undefined) throw new UsageError('missing sink command after --');
   const description = describeCommand(argv);
-  const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'inherit', options.captureStderr ? 'pipe' : 'inherit'], detached: true });
-  const said = options.captureStderr ? stderrTail(child) : async () => '';
+  const child: ChildProcess = spawn(file, args, { stdio: ['pipe', 'inherit', 'pipe'], detached: true });
+  if (!child.stderr) throw new Error('bug: sink command has no stderr pipe');
+  const said = readCommandStderr(child.stderr, description, output);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (error: NodeJS.ErrnoException) =>
@@ -95,26 +97,6 @@ export async function commandSink(argv: string[], options: { captureStderr?: boo
       }
       stdin.destroy();
     },
-  };
-}
-
-/**
- * Keeps the last line the command wrote on stderr, for the one-line error: `: <its words>`. Its
- * stderr may close a moment after it exits: wait for that, briefly, so that no last word is lost.
- */
-function stderrTail(child: ChildProcess): () => Promise<string> {
-  let tail = '';
-  const stderr = child.stderr;
-  stderr?.setEncoding('utf8');
-  stderr?.on('data', (text: string) => {
-    tail = (tail + text).slice(-4096);
-  });
-  const closed = new Promise<void>((resolve) => stderr?.once('close', resolve) ?? resolve());
-  return async () => {
-    await Promise.race([closed, sleep(1000)]);
-    // zfs wraps its messages ("…has been modified\nsince most recent snapshot"): the last lines, as one.
-    const words = tail.trim().split('\n').slice(-3).join(' ').replace(/\s+/g, ' ').slice(-400);
-    return words ? `: ${words}` : '';
   };
 }
 

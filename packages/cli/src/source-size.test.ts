@@ -60,6 +60,7 @@ describe('estimateSourceSize', () => {
     live: false,
     info: (_event, text, fields) => void said.push({ text, fields }),
     warn: () => {},
+    commandOutput: () => {},
     failure: () => {},
     bug: () => {},
     status: () => {},

@@ -3,6 +3,7 @@ import { fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { type ChunkReader, FdChunkReader, SourceFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
+import { type CommandOutput, readCommandStderr } from './command-stderr.js';
 
 export interface ByteSource {
   description: string;
@@ -14,11 +15,12 @@ export interface ByteSource {
 }
 
 /** Runs `argv` and reads its stdout. Resolves once the command has started, so a typo fails before any upload. */
-export async function commandSource(argv: string[]): Promise<ByteSource> {
+export async function commandSource(argv: string[], output: CommandOutput): Promise<ByteSource> {
   const [file, ...args] = argv;
   if (file === undefined) throw new UsageError('missing source command after --');
   const description = describeCommand(argv);
-  const child: ChildProcess = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child: ChildProcess = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.stderr) readCommandStderr(child.stderr, description, output);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (error: NodeJS.ErrnoException) =>

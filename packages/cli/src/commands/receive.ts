@@ -124,7 +124,7 @@ export async function runReceive(argv: string[], log: Log): Promise<number> {
   const metrics = await startMetrics('receive', values, log);
   const store = await openStreamStore(url, storeOpenOptions(values, { concurrency: String(concurrency) }));
   const output: OutputSink | null = parsed.command.length > 0 ? null : outputPath !== undefined ? await fileSink(outputPath) : stdoutSink();
-  const sink: Sink = output ?? (await commandSink(parsed.command));
+  const sink: Sink = output ?? (await commandSink(parsed.command, (command, line) => log.commandOutput(command, line)));
   const progress = new ProgressReporter(log, { quiet: values.quiet === true });
   if (encryption.warning) progress.warning(encryption.warning);
   const interrupt = interruptSignal();

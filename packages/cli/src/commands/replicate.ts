@@ -308,6 +308,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
             { destroyed, released },
           ),
         warning: (text) => progress.warning(text),
+        commandOutput: (command, line) => log.commandOutput(command, line),
       }),
     });
     progress.summary({
@@ -432,6 +433,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
           ),
         waiting: (what) => progress.waiting(what),
         warning: (text) => progress.warning(text),
+        commandOutput: (command, line) => log.commandOutput(command, line),
       }),
     });
     progress.summary({

@@ -139,7 +139,8 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   );
   const expectedRawBytes = size ?? (await estimateSourceSize(parsed.command, log));
   const expected = expectedRawBytes === undefined ? null : { bytes: expectedRawBytes, exact: false };
-  const source: ByteSource = parsed.command.length > 0 ? await commandSource(parsed.command) : stdinSource();
+  const source: ByteSource =
+    parsed.command.length > 0 ? await commandSource(parsed.command, (command, line) => log.commandOutput(command, line)) : stdinSource();
   const progress = new ProgressReporter(log, { quiet: values.quiet === true });
   if (encryption.warning) progress.warning(encryption.warning);
   const interrupt = interruptSignal();

@@ -23,6 +23,14 @@ describe('HumanLog', () => {
     expect(writes[3]).toMatch(/^bucketpipe: internal error \(this is a bug; please report it with the lines below\)\nError: boom\n\s+at /);
   });
 
+  it("passes a command's stderr line on as the command wrote it, after clearing the status line", () => {
+    const { writes, out } = terminal(true);
+    const log = new HumanLog(out);
+    log.status('send 1.00 MiB');
+    log.commandOutput('zfs send tank/x@a', 'warning: cannot send tank/x@a: dataset is busy');
+    expect(writes).toEqual(['\rsend 1.00 MiB', `\r${' '.repeat(13)}\r`, 'warning: cannot send tank/x@a: dataset is busy\n']);
+  });
+
   it('draws no status line unless stderr is a terminal', () => {
     const { writes, out } = terminal(false);
     const log = new HumanLog(out);

@@ -23,6 +23,10 @@ export class HumanLog implements Log {
     this.#line(`bucketpipe: warning: ${text}`);
   }
 
+  commandOutput(_command: string, line: string): void {
+    this.#line(line);
+  }
+
   failure(error: BucketpipeError): void {
     this.#line(`bucketpipe: error: ${error.message} [${error.code}]`);
   }

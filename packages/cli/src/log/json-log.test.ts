@@ -49,6 +49,20 @@ describe('JsonLog', () => {
     expect(events()[0]?.code).toMatch(/^BP_/);
   });
 
+  it("a source or sink command's stderr line is an event naming the command, its words as msg", () => {
+    const { log, events } = captured('receive');
+    log.commandOutput('zfs recv -F tank/x', 'cannot receive: {"not": "json of ours"}');
+    expect(events()).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        command: 'receive',
+        event: 'command-output',
+        from: 'zfs recv -F tank/x',
+        msg: 'cannot receive: {"not": "json of ours"}',
+      }),
+    ]);
+  });
+
   it('a bug is one line too, with its stack as a field', () => {
     const { log, lines, events } = captured();
     log.bug(new TypeError('x is not a function'));

@@ -34,6 +34,10 @@ export class JsonLog implements Log {
     this.#logger.warn(this.#fields(event, fields), text);
   }
 
+  commandOutput(command: string, line: string): void {
+    this.#logger.info(this.#fields('command-output', { from: command }), line);
+  }
+
   failure(error: BucketpipeError): void {
     this.#logger.error(this.#fields('error', { code: error.code, exitCode: error.exitCode }), error.message);
   }

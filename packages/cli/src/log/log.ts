@@ -14,6 +14,8 @@ export interface Log {
   readonly live: boolean;
   info(event: string, text: string, fields?: LogFields): void;
   warn(event: string, text: string, fields?: LogFields): void;
+  /** A line a source or sink command wrote on its stderr: as it wrote it (human), or as an event naming the command (JSON). */
+  commandOutput(command: string, line: string): void;
   /** A failure bucketpipe knows: one line, with its code. */
   failure(error: BucketpipeError): void;
   /** Anything else is a bug: said with its stack. */

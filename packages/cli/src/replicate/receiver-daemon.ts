@@ -33,6 +33,7 @@ import {
   writeSeriesReceiver,
 } from '@bucketpipe/replication';
 import type { Snapshot, Zfs } from '@bucketpipe/zfs';
+import type { CommandOutput } from '../command-stderr.js';
 import { commandSink } from '../sink.js';
 import { deleteAppliedStreams } from './applied-stream-deleter.js';
 import { holdTag } from './hold-tag.js';
@@ -74,6 +75,8 @@ export interface ReceiverDaemonEvents {
   deleted(chunks: number, through: number): void;
   waiting(what: string | null): void;
   warning(text: string): void;
+  /** A line `zfs recv` wrote on its stderr. */
+  commandOutput: CommandOutput;
 }
 
 export interface ReceiverDaemonSummary {
@@ -242,7 +245,7 @@ async function applyStream(options: ReceiverDaemonOptions, stream: StreamRecord)
     );
   }
   options.events.applyStart(stream);
-  const sink = await commandSink(await zfs.recvArgv(options.recvFlags, dataset), { captureStderr: true });
+  const sink = await commandSink(await zfs.recvArgv(options.recvFlags, dataset), options.events.commandOutput);
   try {
     const store = new PrefixedStore(options.store, streamPrefix(stream.seq));
     return await receive({

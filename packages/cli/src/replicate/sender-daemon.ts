@@ -30,6 +30,7 @@ import {
   streamPrefix,
 } from '@bucketpipe/replication';
 import { bucketpipeSnapshotName, isBucketpipeSnapshotName, type Snapshot, StreamEndCheck, type Zfs, ZfsError } from '@bucketpipe/zfs';
+import type { CommandOutput } from '../command-stderr.js';
 import { commandSource } from '../source.js';
 import { holdTag } from './hold-tag.js';
 import { pause } from './pause.js';
@@ -71,6 +72,8 @@ export interface SenderDaemonEvents {
   waiting(what: string | null): void;
   pruned(destroyed: string[], released: string[]): void;
   warning(text: string): void;
+  /** A line `zfs send` wrote on its stderr. */
+  commandOutput: CommandOutput;
 }
 
 export interface SenderDaemonSummary {
@@ -265,7 +268,7 @@ async function sendStream(options: SenderDaemonOptions, stream: StreamRecord, re
     stream.from ? `${dataset}@${stream.from.name}` : undefined,
   );
   for (;;) {
-    const source = await commandSource(argv);
+    const source = await commandSource(argv, options.events.commandOutput);
     try {
       const summary = await send({
         store: streamStore(options, stream.seq),
