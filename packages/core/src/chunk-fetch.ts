@@ -25,6 +25,8 @@ export interface FetchChunkOptions {
   signal?: AbortSignal;
   /** Told what is being waited for while the chunk is not readable yet, and null once it is. */
   onWaiting?: (what: string | null) => void;
+  /** A buffer to read the object into when it fits (GetOptions.into). */
+  into?: Uint8Array;
 }
 
 /** Reads the whole chunk object `index`, waiting for it while it is counted but not readable yet. */
@@ -35,7 +37,10 @@ export async function fetchChunkObject(store: ObjectStore, index: number, option
   let delayMs = policy.firstDelayMs;
   let waiting = false;
   for (;;) {
-    const object = await withRetry(() => store.get(key, { signal: options.signal }), { policy: options.retry, signal: options.signal });
+    const object = await withRetry(() => store.get(key, { signal: options.signal, into: options.into }), {
+      policy: options.retry,
+      signal: options.signal,
+    });
     if (object) {
       if (waiting) options.onWaiting?.(null);
       return object.body;

@@ -134,6 +134,32 @@ describe('backpressure', () => {
     expect(same(sink.bytes(), data)).toBe(true);
   });
 
+  it('reads every chunk object into one of a few reused buffers, never a fresh one per chunk', async () => {
+    const chunks = 30;
+    const data = randomBytes(chunks * CHUNK, 37);
+    const { store: memory } = await storedStream(data);
+    const window = 3;
+    let withoutBuffer = 0;
+    const get = memory.get.bind(memory);
+    memory.get = async (key, options) => {
+      if (CHUNK_KEYS.test(key) && !options?.into) withoutBuffer++;
+      return get(key, options);
+    };
+    // A buffer's identity does not survive its trip to a codec worker and back: count allocations instead.
+    const allocations = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    try {
+      const sink = new MemorySink();
+      await receive(receiveOptions(memory, sink, { bufferBytes: window * (CHUNK + chunkObjectBound(CHUNK)) }));
+      expect(same(sink.bytes(), data)).toBe(true);
+      expect(withoutBuffer).toBe(0);
+      const objectBuffers = allocations.mock.calls.filter(([size]) => size === chunkObjectBound(CHUNK)).length;
+      expect(objectBuffers).toBeGreaterThan(0);
+      expect(objectBuffers).toBeLessThanOrEqual(window);
+    } finally {
+      allocations.mockRestore();
+    }
+  });
+
   it('a slow sink keeps the downloads within the buffer all along', async () => {
     const chunks = 24;
     const data = randomBytes(chunks * CHUNK, 36);

@@ -140,6 +140,9 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
 
     const window = Math.max(2, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / (chunkSize + chunkObjectBound(chunkSize))));
     const slabs = new SlabPool(chunkSize, window);
+    // Downloaded objects are read into buffers of their own pool: a fresh buffer per chunk costs a
+    // page fault per 4 KiB and external-memory garbage collections on the main thread.
+    const objectSlabs = new SlabPool(chunkObjectBound(chunkSize), window);
     const downloads = pLimit(options.concurrency);
     const fetches = new Map<number, Promise<DecodeResult>>();
     const manifestChanged = new Notifier();
@@ -166,8 +169,10 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
       let raw = slab;
       for (let attempt = 1; ; attempt++) {
+        const objectSlab = objectSlabs.tryAcquire() ?? (await objectSlabs.acquire(signal));
         const object = await downloads(() =>
           fetchChunkObject(store, index, {
+            into: objectSlab,
             watermark: manifest.watermark,
             retry: options.retry,
             missing: options.missingChunk,
@@ -177,10 +182,16 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
               if (index === position) options.onWaiting?.(what);
             },
           }),
-        );
+        ).catch((error: unknown) => {
+          objectSlabs.release(objectSlab);
+          throw error;
+        });
+        // A store that did not read into the slab (it ignored it, or the object is larger than any chunk) leaves it unused.
+        const inSlab = object.buffer === objectSlab.buffer;
+        if (!inSlab) objectSlabs.release(objectSlab);
         try {
-          return await codec.decode({
-            object: ownBuffer(object),
+          const decoded = await codec.decode({
+            object: inSlab ? object : ownBuffer(object),
             key,
             raw,
             streamId: streamIdBytes,
@@ -188,9 +199,12 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
             rawLength: expectedLength,
             keys,
           });
+          if (inSlab) objectSlabs.release(decoded.object);
+          return decoded;
         } catch (error) {
-          // The slab went to the worker and is gone; get a fresh one of the same budget.
+          // The slabs went to the worker and are gone; get fresh ones of the same budget.
           slabs.forget();
+          if (inSlab) objectSlabs.forget();
           if (!(error instanceof IntegrityError) || attempt >= 2) throw error;
           // Read a damaged chunk once more: a store or network hiccup should not stop a migration.
           raw = slabs.tryAcquire() ?? (await slabs.acquire(signal));

@@ -43,6 +43,12 @@ export interface ListOptions {
 export interface GetOptions {
   /** Half-open byte range [start, end). */
   range?: { start: number; end: number };
+  /**
+   * A buffer the body may be read into when it fits: the body is then a view of it from offset 0.
+   * A reader that reads many objects of a known bound (the receiver's chunks) reuses its memory
+   * instead of having fresh pages faulted in for every object. Stores may ignore it.
+   */
+  into?: Uint8Array;
   signal?: AbortSignal;
 }
 

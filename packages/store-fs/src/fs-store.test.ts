@@ -228,6 +228,20 @@ describe('FsStore between processes', () => {
 });
 
 describe('FsStore on disk', () => {
+  it('reads into the buffer it is given when the object fits, and into one of its own otherwise', async () => {
+    const store = await FsStore.open(freshRoot(), { durable: false });
+    await store.put('chunk', bytes('payload'));
+    const into = new Uint8Array(1024);
+    const got = await store.get('chunk', { into });
+    expect(got?.body.buffer).toBe(into.buffer);
+    expect(got?.body.byteOffset).toBe(0);
+    expect(text(got?.body)).toBe('payload');
+    const tooSmall = new Uint8Array(3);
+    const own = await store.get('chunk', { into: tooSmall });
+    expect(own?.body.buffer).not.toBe(tooSmall.buffer);
+    expect(own?.body.byteLength).toBe(own?.body.buffer.byteLength); // its own buffer, transferable to a worker
+  });
+
   it('a reader never sees a half-written object while a writer rewrites it', async () => {
     const store = await FsStore.open(freshRoot(), { durable: false });
     const size = (v: number) => 4 * 1024 * 1024 + v * 4099; // every version has its own size and fill byte

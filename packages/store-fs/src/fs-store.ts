@@ -112,8 +112,11 @@ export class FsStore implements ObjectStore {
       const start = Math.min(options.range?.start ?? 0, info.size);
       const end = Math.min(options.range?.end ?? info.size, info.size);
       const length = Math.max(0, end - start);
-      // A buffer of its own (not Node's shared pool), so that it can be handed to a worker.
-      const body = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+      // The caller's buffer, or one of its own (not Node's shared pool), so that it can be handed to a worker.
+      const body =
+        options.into !== undefined && options.into.length >= length
+          ? options.into.subarray(0, length)
+          : new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       let read = 0;
       while (read < length) {
         const { bytesRead } = await handle.read(body, read, length - read, start + read);

@@ -153,7 +153,7 @@ export class GcsObjectStore implements ObjectStore {
       const { body, generation } = await downloadObject(
         this.#bucket.file(name),
         range ? { start: range.start, end: range.end - 1 } : undefined,
-        { idleTimeoutMs: this.#downloadIdleTimeoutMs },
+        { idleTimeoutMs: this.#downloadIdleTimeoutMs, into: options.into },
         options.signal,
       );
       return { body, etag: generation };

@@ -53,7 +53,7 @@ export function uploadObject(file: File, body: Uint8Array, options: UploadOption
 export function downloadObject(
   file: File,
   range: { start: number; end: number } | undefined,
-  options: { idleTimeoutMs: number },
+  options: { idleTimeoutMs: number; into?: Uint8Array },
   signal?: AbortSignal,
 ): Promise<{ body: Uint8Array; generation: string }> {
   return new Promise((resolve, reject) => {
@@ -85,7 +85,11 @@ export function downloadObject(
       if (expectedLength !== undefined && total !== expectedLength) {
         return reject(networkError('ECONNRESET', `download of ${file.name} ended after ${total} of ${expectedLength} bytes`));
       }
-      const body = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
+      const into = options.into;
+      const body =
+        into !== undefined && into.length >= total
+          ? into.subarray(0, total)
+          : new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
       let at = 0;
       for (const part of parts) {
         body.set(part, at);

@@ -142,7 +142,7 @@ export class S3ObjectStore implements ObjectStore {
       if (error instanceof StoreError && isInvalidRange(error.cause)) return this.#emptyRange(key);
       throw error;
     }
-    const body = await this.#readBody(response, key, options.signal);
+    const body = await this.#readBody(response, key, options);
     return { body, etag: response.ETag ?? '' };
   }
 
@@ -366,7 +366,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /** Reads a GET body into one buffer of its own (not Node's shared pool), so that it can be handed to a worker. */
-  async #readBody(response: GetObjectCommandOutput, key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  async #readBody(response: GetObjectCommandOutput, key: string, { signal, into }: GetOptions): Promise<Uint8Array> {
     const stream = response.Body as AsyncIterable<Uint8Array> | undefined;
     const expected = response.ContentLength;
     if (stream === undefined) return new Uint8Array(0);
@@ -376,7 +376,7 @@ export class S3ObjectStore implements ObjectStore {
         for await (const part of stream) parts.push(part);
         return new Uint8Array(Buffer.concat(parts));
       }
-      const body = new Uint8Array(expected);
+      const body = into !== undefined && into.length >= expected ? into.subarray(0, expected) : new Uint8Array(expected);
       let read = 0;
       for await (const part of stream) {
         if (read + part.length > expected)

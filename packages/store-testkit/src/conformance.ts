@@ -110,6 +110,22 @@ export function describeStoreConformance(
         expect(decode((await store.get('r', { range: { start: 7, end: 1000 } }))?.body)).toBe('789');
       });
 
+      it('get with a buffer to read into gives the same bytes, as a view of it from offset 0 if it used it', { timeout }, async () => {
+        await store.put('into', text('0123456789'));
+        const roomy = new Uint8Array(64).fill(0x2a);
+        const whole = await store.get('into', { into: roomy });
+        expect(decode(whole?.body)).toBe('0123456789');
+        if (whole?.body.buffer === roomy.buffer) expect(whole.body.byteOffset).toBe(0);
+        const ranged = await store.get('into', { into: roomy, range: { start: 3, end: 6 } });
+        expect(decode(ranged?.body)).toBe('345');
+        // Too small to hold the object: never a truncated body.
+        const small = new Uint8Array(4);
+        const fallback = await store.get('into', { into: small });
+        expect(decode(fallback?.body)).toBe('0123456789');
+        expect(fallback?.body.buffer).not.toBe(small.buffer);
+        expect(await store.get('absent-into', { into: roomy })).toBeNull();
+      });
+
       it('get and head of an absent key return null, also where the key is only a prefix of other keys', { timeout }, async () => {
         expect(await store.get('nothing')).toBeNull();
         expect(await store.head('nothing')).toBeNull();

@@ -59,7 +59,13 @@ export class MemoryStore implements ObjectStore {
     const size = entry.body.length;
     const start = Math.min(Math.max(0, options.range?.start ?? 0), size);
     const end = Math.max(start, Math.min(options.range?.end ?? size, size));
-    return { body: copy(entry.body.subarray(start, end)), etag: entry.etag };
+    const body = entry.body.subarray(start, end);
+    const into = options.into;
+    if (into !== undefined && into.length >= body.length) {
+      into.set(body);
+      return { body: into.subarray(0, body.length), etag: entry.etag };
+    }
+    return { body: copy(body), etag: entry.etag };
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
