@@ -153,12 +153,17 @@ describe('--metrics-addr: Prometheus metrics and /healthz during a real transfer
     receiver.child.kill('SIGSTOP');
     let stoppedLag: number;
     try {
-      await sleep(2500);
-      const during = await scrape(sendUrl);
+      // About 2 s at 12 MiB/s (1 MiB chunks); a busy machine may take longer to send them.
+      const during = await waitFor(
+        async () => {
+          const text = await scrape(sendUrl);
+          return must(text, 'bucketpipe_receiver_lag_chunks', { receiver: 'r1' }) >= before + 20 ? text : undefined;
+        },
+        10_000,
+        "the sender's view of r1's lag to rise by 20 chunks while r1 is stopped",
+      );
       stoppedLag = must(during, 'bucketpipe_receiver_lag_chunks', { receiver: 'r1' });
-      // 2.5 s at 12 MiB/s is 30 chunks of 1 MiB.
-      expect(stoppedLag).toBeGreaterThanOrEqual(before + 20);
-      expect(must(during, 'bucketpipe_receiver_lag_seconds', { receiver: 'r1' })).toBeGreaterThan(2);
+      expect(must(during, 'bucketpipe_receiver_lag_seconds', { receiver: 'r1' })).toBeGreaterThan(1);
     } finally {
       receiver.child.kill('SIGCONT');
     }

@@ -130,6 +130,8 @@ describe('TokenBucket (real timers)', () => {
     await Promise.all(Array.from({ length: 8 }, worker));
     const seconds = (performance.now() - started) / 1000;
     expect(seconds).toBeGreaterThan(0.39);
-    expect(seconds).toBeLessThan(0.44);
+    // Late timers must not add up (each wait is computed from the deficit, not slept in full); a
+    // busy machine (the suite runs in parallel) may still delay the last ones: 100 ms of slack.
+    expect(seconds).toBeLessThan(0.5);
   });
 });
