@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
-const BUILT_FILES = [CLI, join(ROOT, 'packages/core/dist/codec-worker.js'), join(ROOT, 'packages/store-fs/dist/index.js')];
+const BUILT_FILES = [CLI, join(ROOT, 'packages/core/dist/codec/codec-worker.js'), join(ROOT, 'packages/store-fs/dist/index.js')];
 const MAKE_CORPUS = join(ROOT, 'bench/make-corpus.sh');
 const S3_BASELINE = join(ROOT, 'bench/s3-baseline.mjs');
 const LINK_STREAM = join(ROOT, 'bench/link-stream.mjs');

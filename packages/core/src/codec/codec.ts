@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { IntegrityError } from '../errors.js';
+import { authenticatedHeaderBytes, ChunkFlag, Codec, HEADER_FRAME_LENGTH, readChunk, writeChunkHeader } from '../protocol/chunk.js';
+import {
+  createRawDigest,
+  ENCRYPTION_OVERHEAD,
+  NONCE_LENGTH,
+  openPayload,
+  rawDigestName,
+  type StreamKeys,
+  sameDigest,
+  sealPayload,
+} from '../protocol/encryption.js';
+import { streamIdFromBytes } from '../protocol/stream-id.js';
+import { payloadFrameProblem } from '../protocol/zstd-frame.js';
+import type { DecodeJob, DecodeResult, EncodeJob, EncodeResult } from './codec-jobs.js';
+import { CCtx, CParameter, compressBound, DCtx } from './zstd.js';
+
+/** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
+export function chunkObjectBound(rawLength: number): number {
+  return HEADER_FRAME_LENGTH + ENCRYPTION_OVERHEAD + compressBound(rawLength);
+}
+
+function sha256(bytes: Uint8Array): Uint8Array {
+  return createHash('sha256').update(bytes).digest();
+}
+
+/** Compression, encryption and verification; one instance per thread (zstd contexts are reused across chunks). */
+export class ChunkCodec {
+  #cctx = new CCtx();
+  #dctx = new DCtx();
+  #level: number | undefined;
+
+  encode(job: EncodeJob): EncodeResult {
+    if (this.#level !== job.level) {
+      this.#cctx.setParameter(CParameter.compressionLevel, job.level);
+      this.#cctx.setParameter(CParameter.checksumFlag, 1);
+      this.#cctx.setParameter(CParameter.contentSizeFlag, 1);
+      this.#level = job.level;
+    }
+    const { keys } = job;
+    const raw = job.raw.subarray(0, job.rawLength);
+    const payload = job.out.subarray(HEADER_FRAME_LENGTH);
+    // An encrypted payload is nonce ‖ ciphertext ‖ tag: compress behind the nonce, encrypt in place.
+    const frameLength = this.#cctx.compress2(payload.subarray(keys ? NONCE_LENGTH : 0), raw);
+    const payloadLength = keys ? frameLength + ENCRYPTION_OVERHEAD : frameLength;
+    const rawDigest = createRawDigest(keys).update(raw).digest();
+    const header = {
+      codec: Codec.zstd,
+      flags: keys ? ChunkFlag.encrypted : 0,
+      streamId: job.streamId,
+      index: job.index,
+      rawLength: job.rawLength,
+      payloadLength,
+      rawDigest,
+      payloadSha256: new Uint8Array(32),
+    };
+    if (keys) {
+      // The associated data is the header as written below, up to the payload SHA-256 it cannot know yet.
+      writeChunkHeader(job.out, header);
+      sealPayload(keys, authenticatedHeaderBytes(job.out), payload, frameLength);
+    }
+    writeChunkHeader(job.out, { ...header, payloadSha256: sha256(payload.subarray(0, payloadLength)) });
+    return { raw: job.raw, out: job.out, objectLength: HEADER_FRAME_LENGTH + payloadLength, rawDigest };
+  }
+
+  /** Checks everything the header promises before any raw byte is handed back. */
+  decode(job: DecodeJob): DecodeResult {
+    const { header, payload } = readChunk(job.object, job.key);
+    const wrong = (code: string, what: string) =>
+      new IntegrityError(code, `chunk ${job.key} ${what}; nothing of it was written to the sink`);
+    if (!Buffer.from(header.streamId).equals(job.streamId)) {
+      throw wrong(
+        'BP_CHUNK_FOREIGN',
+        `belongs to stream ${streamIdFromBytes(header.streamId)}, not ${streamIdFromBytes(job.streamId)} (copied from another stream?)`,
+      );
+    }
+    if (header.index !== job.index) throw wrong('BP_CHUNK_MISPLACED', `holds chunk ${header.index}, not ${job.index}`);
+    const encrypted = (header.flags & ChunkFlag.encrypted) !== 0;
+    if (encrypted && !job.keys) throw wrong('BP_CHUNK_ENCRYPTED', 'is encrypted, but its stream is not (a chunk of another stream?)');
+    if (!encrypted && job.keys) {
+      throw wrong('BP_CHUNK_NOT_ENCRYPTED', 'is not encrypted, but its stream is: a plaintext chunk was put in its place');
+    }
+    if (job.rawLength !== null && header.rawLength !== job.rawLength) {
+      throw wrong('BP_CHUNK_LENGTH', `holds ${header.rawLength} raw bytes, expected ${job.rawLength}`);
+    }
+    if (header.rawLength > job.raw.length) {
+      throw wrong('BP_CHUNK_LENGTH', `holds ${header.rawLength} raw bytes, more than the chunk size ${job.raw.length}`);
+    }
+    if (!Buffer.from(sha256(payload)).equals(header.payloadSha256)) {
+      throw wrong('BP_CHUNK_CHECKSUM', 'failed its payload SHA-256 check (altered or damaged in the store)');
+    }
+    const frame = job.keys ? decrypt(job.keys, authenticatedHeaderBytes(job.object), payload, wrong) : payload;
+    const frameProblem = payloadFrameProblem(frame, header.rawLength);
+    if (frameProblem) throw wrong('BP_CHUNK_DECOMPRESS', `is not the single zstd frame a chunk's payload must be: ${frameProblem}`);
+    let rawLength: number;
+    try {
+      rawLength = this.#dctx.decompress(job.raw.subarray(0, header.rawLength), frame);
+    } catch (error) {
+      throw wrong('BP_CHUNK_DECOMPRESS', `could not be decompressed (${(error as Error).message})`);
+    }
+    const rawDigest = createRawDigest(job.keys).update(job.raw.subarray(0, rawLength)).digest();
+    if (rawLength !== header.rawLength || !sameDigest(rawDigest, header.rawDigest)) {
+      throw wrong('BP_CHUNK_CHECKSUM', `failed its ${rawDigestName(job.keys)} check after decompression`);
+    }
+    return { object: job.object, raw: job.raw, rawLength, rawDigest };
+  }
+}
+
+/** The zstd frame an encrypted payload holds, decrypted in place in the object once its tag checks out. */
+function decrypt(
+  keys: StreamKeys,
+  aad: Uint8Array,
+  payload: Uint8Array,
+  wrong: (code: string, what: string) => IntegrityError,
+): Uint8Array {
+  const frame = openPayload(keys, aad, payload);
+  if (!frame) {
+    throw wrong(
+      'BP_CHUNK_AUTH',
+      'failed AES-GCM authentication: it was altered in the store (with its checksums recomputed) or encrypted with another key',
+    );
+  }
+  return frame;
+}
