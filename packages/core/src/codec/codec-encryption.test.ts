@@ -232,10 +232,12 @@ describe('ChunkCodec.decode with keys', () => {
     }
   });
 
-  it('the same altered byte without recomputing the payload SHA-256 is caught first by it (BP_CHUNK_CHECKSUM)', () => {
-    const error = decodeError(decodeJob(flip(encrypted, HEADER_FRAME_LENGTH + 40)));
-    expect(error.code).toBe('BP_CHUNK_CHECKSUM');
-    expect(error.message).toMatch(/payload SHA-256/);
+  it('the same altered byte without recomputing the payload SHA-256 is caught first by it (BP_CHUNK_CHECKSUM), also where a receiver defers that check for plaintext', () => {
+    for (const deferPayloadCheck of [false, true]) {
+      const error = decodeError(decodeJob(flip(encrypted, HEADER_FRAME_LENGTH + 40), { deferPayloadCheck }));
+      expect(error.code).toBe('BP_CHUNK_CHECKSUM');
+      expect(error.message).toMatch(/payload SHA-256/);
+    }
   });
 
   it('a forged raw digest or raw length inside the associated data, CRC recomputed (BP_CHUNK_AUTH)', () => {

@@ -36,6 +36,12 @@ export interface DecodeJob {
   rawLength: number | null;
   /** Present for an encrypted stream: the chunk must then be encrypted with them, and otherwise must not be encrypted. */
   keys?: StreamKeys;
+  /**
+   * Takes a plaintext payload's SHA-256 only to name a failure of the later checks: for a receiver,
+   * whose raw digest check covers every byte it hands on (docs/FORMAT.md §3, step 13). `verify`
+   * checks everything the format promises and leaves it unset.
+   */
+  deferPayloadCheck?: boolean;
 }
 
 export interface DecodeResult {

@@ -181,6 +181,28 @@ describe('ChunkCodec', () => {
       expect(error.message).toMatch(/payload SHA-256/);
     });
 
+    it('deferred, a damaged payload is still named as such wherever the damage is (its SHA-256 taken on the failure)', () => {
+      const frameLength = object.length - HEADER_FRAME_LENGTH;
+      // The frame magic, a block in the middle, the content checksum at the end.
+      for (const at of [HEADER_FRAME_LENGTH, HEADER_FRAME_LENGTH + Math.floor(frameLength / 2), object.length - 2]) {
+        const damaged = object.slice();
+        damaged[at] = (damaged[at] ?? 0) ^ 0x40;
+        const error = decodeError(decodeJob(damaged, { deferPayloadCheck: true }));
+        expect(error.code, `byte ${at}`).toBe('BP_CHUNK_CHECKSUM');
+        expect(error.message).toMatch(/payload SHA-256/);
+      }
+    });
+
+    it('deferred, an intact plaintext payload is accepted on its raw SHA-256 although the payload SHA-256 in the header is wrong; not deferred (verify), it is refused', () => {
+      const forged = object.slice();
+      forged[8 + 80] = (forged[8 + 80] ?? 0) ^ 0x01; // first byte of the payload SHA-256
+      fixCrc(forged);
+      expect(codec.decode(decodeJob(forged, { deferPayloadCheck: true })).rawLength).toBe(5000);
+      const error = decodeError(decodeJob(forged));
+      expect(error.code).toBe('BP_CHUNK_CHECKSUM');
+      expect(error.message).toMatch(/payload SHA-256/);
+    });
+
     it('raw bytes that fail their SHA-256 after decompression (BP_CHUNK_CHECKSUM)', () => {
       const forged = object.slice();
       forged[8 + 48] = (forged[8 + 48] ?? 0) ^ 0x01; // first byte of the raw SHA-256

@@ -198,6 +198,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
             index,
             rawLength: expectedLength,
             keys,
+            deferPayloadCheck: true,
           });
           if (inSlab) objectSlabs.release(decoded.object);
           return decoded;
