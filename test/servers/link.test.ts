@@ -115,22 +115,31 @@ describe('LinkProxy', () => {
     const bytes = 2_000_000;
     const rate = 5_000_000;
     // Two connections at once: each must take its own (bytes − burst) / rate, upload and download.
+    // Each interval is timed from a moment taken before its first byte can move to one taken after
+    // its last byte arrived, so that a late event (a busy machine) can only lengthen it: the upload
+    // from the client's write to the server's answer (the first byte names the connection), the
+    // download from the server's write to the client's last byte.
+    const answeredAt = new Map<number, number>();
     const { target } = await tcpServer((socket) => {
-      void readAll(socket).then(() => socket.end(randomBytes(bytes)));
+      void readAll(socket).then((got) => {
+        answeredAt.set(got[0] ?? -1, performance.now());
+        socket.end(randomBytes(bytes));
+      });
     });
     const proxy = await link(target, rate, 0);
     const minimumMs = ((bytes - 65_536) / rate) * 1000 - TIMER_SLACK_MS;
-    const oneConnection = async () => {
+    const oneConnection = async (id: number) => {
       const client = await connect(proxy);
+      const upload = randomBytes(bytes);
+      upload[0] = id;
       const started = performance.now();
-      const upDone = new Promise<number>((resolve) => client.once('data', () => resolve(performance.now())));
       const answer = readAll(client);
-      client.end(randomBytes(bytes));
-      const firstAnswerByte = await upDone;
+      client.end(upload);
       expect((await answer).length).toBe(bytes);
-      return { upMs: firstAnswerByte - started, downMs: performance.now() - firstAnswerByte };
+      const answered = answeredAt.get(id) ?? Number.NaN;
+      return { upMs: answered - started, downMs: performance.now() - answered };
     };
-    const timings = await Promise.all([oneConnection(), oneConnection()]);
+    const timings = await Promise.all([oneConnection(1), oneConnection(2)]);
     for (const { upMs, downMs } of timings) {
       expect(upMs).toBeGreaterThanOrEqual(minimumMs);
       expect(downMs).toBeGreaterThanOrEqual(minimumMs);
