@@ -138,12 +138,17 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       });
     }
 
+    // `window` chunks at most are fetched ahead of the sink (the memory budget). Each takes a
+    // buffer only when it needs one, from pools that hand out the most recently used first: an
+    // object buffer for its download (as many as downloads and decodings run at once), a raw
+    // buffer for its decoding (one per codec thread) until the sink took it. A fast sink then keeps
+    // few buffers in use, and few are ever touched: each page first touched is a page fault.
     const window = Math.max(2, Math.floor((options.bufferBytes ?? DEFAULT_BUFFER_BYTES) / (chunkSize + chunkObjectBound(chunkSize))));
     const slabs = new SlabPool(chunkSize, window);
-    // Downloaded objects are read into buffers of their own pool: a fresh buffer per chunk costs a
-    // page fault per 4 KiB and external-memory garbage collections on the main thread.
-    const objectSlabs = new SlabPool(chunkObjectBound(chunkSize), window);
+    const objectSlabs = new SlabPool(chunkObjectBound(chunkSize), Math.min(window, options.concurrency + codec.size));
+    let ahead = 0; // chunks fetched or being fetched, not yet written
     const downloads = pLimit(options.concurrency);
+    const decodings = pLimit(codec.size);
     const fetches = new Map<number, Promise<DecodeResult>>();
     const manifestChanged = new Notifier();
     let nextFetch = resumedFrom;
@@ -164,15 +169,13 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
         downloadsInFlight: downloads.activeCount,
       });
 
-    const fetchChunk = async (index: number, slab: Uint8Array): Promise<DecodeResult> => {
-      const key = chunkKey(index);
-      const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
-      let raw = slab;
-      for (let attempt = 1; ; attempt++) {
-        const objectSlab = objectSlabs.tryAcquire() ?? (await objectSlabs.acquire(signal));
-        const object = await downloads(() =>
-          fetchChunkObject(store, index, {
-            into: objectSlab,
+    /** Reads the chunk object into a buffer of the pool when the store can; `inSlab` says whether it did. */
+    const download = async (index: number) => {
+      const slab = objectSlabs.tryAcquire() ?? (await objectSlabs.acquire(signal));
+      return downloads(async () => {
+        try {
+          const object = await fetchChunkObject(store, index, {
+            into: slab,
             watermark: manifest.watermark,
             retry: options.retry,
             missing: options.missingChunk,
@@ -181,43 +184,53 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
             onWaiting: (what) => {
               if (index === position) options.onWaiting?.(what);
             },
-          }),
-        ).catch((error: unknown) => {
-          objectSlabs.release(objectSlab);
-          throw error;
-        });
-        // A store that did not read into the slab (it ignored it, or the object is larger than any chunk) leaves it unused.
-        const inSlab = object.buffer === objectSlab.buffer;
-        if (!inSlab) objectSlabs.release(objectSlab);
-        try {
-          const decoded = await codec.decode({
-            object: inSlab ? object : ownBuffer(object),
-            key,
-            raw,
-            streamId: streamIdBytes,
-            index,
-            rawLength: expectedLength,
-            keys,
-            deferPayloadCheck: true,
           });
+          // A store that did not read into the slab (it ignored it, or the object is larger than any chunk) leaves it unused.
+          const inSlab = object.buffer === slab.buffer;
+          if (!inSlab) objectSlabs.release(slab);
+          return { object: inSlab ? object : ownBuffer(object), inSlab };
+        } catch (error) {
+          objectSlabs.release(slab);
+          throw error;
+        }
+      });
+    };
+
+    const fetchChunk = async (index: number): Promise<DecodeResult> => {
+      const key = chunkKey(index);
+      const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
+      for (let attempt = 1; ; attempt++) {
+        const { object, inSlab } = await download(index);
+        try {
+          const decoded = await decodings(async () =>
+            codec.decode({
+              object,
+              key,
+              raw: slabs.tryAcquire() ?? (await slabs.acquire(signal)),
+              streamId: streamIdBytes,
+              index,
+              rawLength: expectedLength,
+              keys,
+              deferPayloadCheck: true,
+            }),
+          );
           if (inSlab) objectSlabs.release(decoded.object);
           return decoded;
         } catch (error) {
-          // The slabs went to the worker and are gone; get fresh ones of the same budget.
+          if (signal.aborted) throw error;
+          // The buffers went to the worker and are gone; fresh ones take their place in the budget.
           slabs.forget();
           if (inSlab) objectSlabs.forget();
           if (!(error instanceof IntegrityError) || attempt >= 2) throw error;
           // Read a damaged chunk once more: a store or network hiccup should not stop a migration.
-          raw = slabs.tryAcquire() ?? (await slabs.acquire(signal));
         }
       }
     };
 
     const fill = () => {
-      while (nextFetch < manifest.watermark) {
-        const slab = slabs.tryAcquire();
-        if (!slab) return;
-        const fetch = fetchChunk(nextFetch, slab);
+      while (nextFetch < manifest.watermark && ahead < window) {
+        ahead++;
+        const fetch = fetchChunk(nextFetch);
         fetch.catch(() => {}); // surfaced in order by the writing loop
         fetches.set(nextFetch, fetch);
         nextFetch++;
@@ -282,6 +295,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       await raceAbort(sink.write(bytes), signal);
       streamDigest.add(position, decoded.rawDigest);
       slabs.release(decoded.raw);
+      ahead--;
       position++;
       rawBytesWritten += decoded.rawLength;
       cursor.set({ position, rawBytes: rawBytesWritten });
