@@ -160,6 +160,26 @@ describe('backpressure', () => {
     }
   });
 
+  it('with a sink that keeps up, uses a few buffers, not its whole window', async () => {
+    const chunks = 40;
+    const data = randomBytes(chunks * CHUNK, 38);
+    const { store: memory } = await storedStream(data);
+    const window = 16;
+    const allocations = vi.spyOn(Buffer, 'allocUnsafeSlow');
+    try {
+      const sink = new MemorySink();
+      await receive(receiveOptions(memory, sink, { concurrency: 4, bufferBytes: window * (CHUNK + chunkObjectBound(CHUNK)) }));
+      expect(same(sink.bytes(), data)).toBe(true);
+      const count = (size: number) => allocations.mock.calls.filter(([bytes]) => bytes === size).length;
+      // Objects: the downloads and decodings at once (4 + the codec threads); raw buffers: the
+      // decodings and the chunks waiting for the sink, a few. Every slot of the window was used before.
+      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(window / 2);
+      expect(count(CHUNK)).toBeLessThanOrEqual(window / 2);
+    } finally {
+      allocations.mockRestore();
+    }
+  });
+
   it('a slow sink keeps the downloads within the buffer all along', async () => {
     const chunks = 24;
     const data = randomBytes(chunks * CHUNK, 36);
