@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   bucketpipe,
+  createS3Bucket,
   fixtures,
   MiB,
   mixedInputSuite,
@@ -36,14 +36,7 @@ describe('S3 → relay → GCS → receiver, all running at once (real CLI proce
   let inputDigest: string;
 
   beforeAll(async () => {
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    });
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-    client.destroy();
+    await createS3Bucket(s3, bucket);
     inputDigest = await streamDigestOfFile(suite.input, CHUNK);
   });
 

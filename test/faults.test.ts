@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   bucketpipe,
+  createS3Bucket,
   errorLine,
   type Finished,
   fixtures,
@@ -74,14 +74,7 @@ let inputDigest: string;
 const proxies: FaultProxy[] = [];
 
 beforeAll(async () => {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: s3.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  });
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  client.destroy();
+  await createS3Bucket(s3, bucket);
   inputDigest = await streamDigestOfFile(suite.input, CHUNK);
 });
 afterEach(async () => {

@@ -5,6 +5,7 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll } from 'vitest';
 
 // The tests read the CLI's JSON log (stderr is a pipe: the auto format). A developer's own
@@ -246,6 +247,24 @@ export function errorLine(stderr: string): string {
       .reverse()
       .find((l) => l.startsWith('bucketpipe: error:')) ?? `(no error line; stderr was: ${stderr})`
   );
+}
+
+/** Creates a bucket on the test S3 server (radosgw on 127.0.0.1), as its administrator. */
+export async function createS3Bucket(
+  s3: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string },
+  bucket: string,
+): Promise<void> {
+  const client = new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
 }
 
 /** The environment a CLI process needs to reach the test S3 server through the standard AWS chain. */

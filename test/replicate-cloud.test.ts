@@ -5,9 +5,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { bucketpipe, errorLine, MiB, type Running, run, s3Env, summaryOf, waitFor } from './helpers.js';
+import { bucketpipe, createS3Bucket, errorLine, MiB, type Running, run, s3Env, summaryOf, waitFor } from './helpers.js';
 import { GCS_TEST_BUCKET } from './servers/gcs.js';
 import { type Pool, startZfs, type ZfsTestEnv } from './servers/zfs.js';
 import { snapshotTree, writeSourceFiles } from './zfs-tree.js';
@@ -26,14 +25,7 @@ describe('replicate through S3 with a relay to GCS, on zfs-fuse', () => {
   const started: Running[] = [];
 
   beforeAll(async () => {
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    });
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-    client.destroy();
+    await createS3Bucket(s3, bucket);
     zfs = await startZfs();
     a = await zfs.createPool('ca');
     b = await zfs.createPool('cb');

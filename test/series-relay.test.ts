@@ -1,9 +1,20 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { bucketpipe, fixtures, MiB, mixedInputSuite, outputFile, run, s3Env, sha256File, summaryOf, waitFor } from './helpers.js';
+import {
+  bucketpipe,
+  createS3Bucket,
+  fixtures,
+  MiB,
+  mixedInputSuite,
+  outputFile,
+  run,
+  s3Env,
+  sha256File,
+  summaryOf,
+  waitFor,
+} from './helpers.js';
 import { GCS_TEST_BUCKET } from './servers/gcs.js';
 
 // A replication series relayed live from S3 (Ceph radosgw) to GCS (the GCS JSON API test server):
@@ -32,14 +43,7 @@ describe('relay of a series, S3 → GCS, live (real CLI processes, real servers)
   const suite = mixedInputSuite('series-relay', SIZES[0] as number, 9);
 
   beforeAll(async () => {
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    });
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-    client.destroy();
+    await createS3Bucket(s3, bucket);
   });
 
   it('relays three streams as they are sent, SIGKILLed once and restarted; each destination stream receives identical bytes; the receiver record is mirrored back', async () => {
