@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketpipe, fixtures, MiB, peakRss, summaryOf, tempDir } from './helpers.js';
@@ -11,19 +12,24 @@ import { bucketpipe, fixtures, MiB, peakRss, summaryOf, tempDir } from './helper
  */
 const FIXED_OVERHEAD = (Number(process.versions.node.split('.')[0]) >= 22 ? 144 : 112) * MiB;
 
-async function sendMeasuringPeak(stream: string, args: string[]): Promise<{ peak: number; stderr: string; code: number | null }> {
-  const sender = bucketpipe(['send', stream, '--no-fsync', '-q', ...args]);
-  const pid = sender.child.pid as number;
+async function measuringPeak(
+  args: string[],
+  options: { stdoutFile?: number } = {},
+): Promise<{ peak: number; stderr: string; code: number | null }> {
+  const running = bucketpipe(args, options);
+  const pid = running.child.pid as number;
   let peak = 0;
   const sampler = setInterval(() => {
     void peakRss(pid).then((value) => {
       if (value !== undefined) peak = Math.max(peak, value);
     });
   }, 25);
-  const result = await sender.done;
+  const result = await running.done;
   clearInterval(sampler);
   return { peak, stderr: result.stderr, code: result.code };
 }
+
+const sendMeasuringPeak = (stream: string, args: string[]) => measuringPeak(['send', stream, '--no-fsync', '-q', ...args]);
 
 describe('memory is bounded by --buffer, not by the stream', () => {
   let work: Awaited<ReturnType<typeof tempDir>>;
@@ -32,7 +38,7 @@ describe('memory is bounded by --buffer, not by the stream', () => {
   });
   afterAll(() => work.cleanup());
 
-  it('sends 1 GiB with --buffer 64MiB within 64 MiB + a fixed overhead', async () => {
+  it('sends and receives 1 GiB with --buffer 64MiB within 64 MiB + a fixed overhead', async () => {
     const source = ['--', process.execPath, join(fixtures, 'mixed-source.mjs'), String(1024 * MiB)];
     const small = await sendMeasuringPeak(join(work.path, 'small'), ['--buffer', '64MiB', '--', 'true']);
     expect(small.code, small.stderr).toBe(0);
@@ -44,6 +50,17 @@ describe('memory is bounded by --buffer, not by the stream', () => {
     );
     expect(big.peak).toBeGreaterThan(0);
     expect(big.peak).toBeLessThan(64 * MiB + FIXED_OVERHEAD);
+
+    // And the receiver of that stream: downloaded objects and decoded chunks within its --buffer.
+    const sink = await open('/dev/null', 'w');
+    const received = await measuringPeak(['receive', join(work.path, 'big'), '--buffer', '64MiB', '-q'], { stdoutFile: sink.fd }).finally(
+      () => sink.close(),
+    );
+    expect(received.code, received.stderr).toBe(0);
+    expect(summaryOf(received.stderr)).toMatchObject({ rawBytes: 1024 * MiB });
+    console.info(`peak RSS: receive of 1 GiB with --buffer 64MiB ${(received.peak / MiB).toFixed(0)} MiB`);
+    expect(received.peak).toBeGreaterThan(0);
+    expect(received.peak).toBeLessThan(64 * MiB + FIXED_OVERHEAD);
   });
 
   it('a source faster than compression does not fill the default 512 MiB buffer with raw chunks', async () => {
