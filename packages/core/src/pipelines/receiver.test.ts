@@ -171,10 +171,12 @@ describe('backpressure', () => {
       await receive(receiveOptions(memory, sink, { concurrency: 4, bufferBytes: window * (CHUNK + chunkObjectBound(CHUNK)) }));
       expect(same(sink.bytes(), data)).toBe(true);
       const count = (size: number) => allocations.mock.calls.filter(([bytes]) => bytes === size).length;
-      // Objects: the downloads and decodings at once (4 + the codec threads); raw buffers: the
-      // decodings and the chunks waiting for the sink, a few. Every slot of the window was used before.
-      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(window / 2);
-      expect(count(CHUNK)).toBeLessThanOrEqual(window / 2);
+      // Objects: at most the downloads and the decodings at once (4 + 2 codec threads), by
+      // construction. Raw buffers: the decodings and the decoded chunks waiting for the sink,
+      // usually 3 or 4, more when one decoding lags behind the other thread (a busy machine).
+      // Every slot of the window was used before, for both.
+      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(4 + 2);
+      expect(count(CHUNK)).toBeLessThan(window);
     } finally {
       allocations.mockRestore();
     }
