@@ -8,6 +8,7 @@ import { HEADER_FRAME_LENGTH, readChunk } from '../protocol/chunk.js';
 import { streamIdToBytes } from '../protocol/stream-id.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
+import { CCtx, CParameter, compressBound } from './zstd.js';
 
 const ZSTD = '/usr/bin/zstd';
 const STREAM = '0f8e2b7a-3c4d-4e5f-8a9b-1c2d3e4f5a6b';
@@ -201,6 +202,21 @@ describe('ChunkCodec', () => {
       const error = decodeError(decodeJob(forged));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
       expect(error.message).toMatch(/payload SHA-256/);
+    });
+
+    it('a frame that asks for a window larger than any chunk frame needs (BP_CHUNK_DECOMPRESS), before the window is allocated', () => {
+      const raw = partlyCompressibleBytes(40 * 1024 * 1024, 7);
+      const cctx = new CCtx();
+      cctx.setParameter(CParameter.compressionLevel, 1);
+      cctx.setParameter(CParameter.windowLog, 25); // 32 MiB, below the 40 MiB it holds: the frame declares it
+      cctx.setParameter(CParameter.checksumFlag, 1);
+      cctx.setParameter(CParameter.contentSizeFlag, 1);
+      const frame = new Uint8Array(compressBound(raw.length));
+      const forged = withPayload(object, frame.subarray(0, cctx.compress2(frame, raw)));
+      new DataView(forged.buffer).setBigUint64(8 + 32, BigInt(raw.length), true);
+      const error = decodeError(decodeJob(fixCrc(forged), { raw: new Uint8Array(raw.length) }));
+      expect(error.code).toBe('BP_CHUNK_DECOMPRESS');
+      expect(error.message).toMatch(/too much memory/);
     });
 
     it('raw bytes that fail their SHA-256 after decompression (BP_CHUNK_CHECKSUM)', () => {

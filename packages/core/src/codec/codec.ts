@@ -15,7 +15,7 @@ import {
 import { streamIdFromBytes } from '../protocol/stream-id.js';
 import { payloadFrameProblem } from '../protocol/zstd-frame.js';
 import type { DecodeJob, DecodeResult, EncodeJob, EncodeResult } from './codec-jobs.js';
-import { CCtx, CParameter, compressBound, DCtx, ResetDirective } from './zstd.js';
+import { CCtx, CParameter, compressBound, DCtx, DParameter, ResetDirective } from './zstd.js';
 
 /** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
 export function chunkObjectBound(rawLength: number): number {
@@ -26,11 +26,22 @@ function sha256(bytes: Uint8Array): Uint8Array {
   return createHash('sha256').update(bytes).digest();
 }
 
+/**
+ * The largest window a chunk's frame may ask the decompressor for: 16 MiB. Streaming
+ * decompression allocates the window a frame declares (zstd allows 128 MiB by default), and the
+ * frames bucketpipe writes need at most 8 MiB (level 19); a larger one is refused as damaged.
+ */
+const MAX_WINDOW_LOG = 24;
+
 /** Compression, encryption and verification; one instance per thread (zstd contexts are reused across chunks). */
 export class ChunkCodec {
   #cctx = new CCtx();
   #dctx = new DCtx();
   #level: number | undefined;
+
+  constructor() {
+    this.#dctx.setParameter(DParameter.windowLogMax, MAX_WINDOW_LOG);
+  }
 
   encode(job: EncodeJob): EncodeResult {
     if (this.#level !== job.level) {

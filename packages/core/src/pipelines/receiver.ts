@@ -96,8 +96,9 @@ export interface ReceiveSummary {
 /**
  * The receive pipeline: follow the manifest → download ahead in parallel → verify and decompress
  * on all cores → write strictly in order into the sink, whose pace (backpressure) bounds how far
- * ahead downloads run. No byte of a chunk reaches the sink before its header, payload checksum and
- * raw checksum were verified; on any failure the sink is aborted before it sees end-of-input.
+ * ahead downloads run. No byte of a chunk reaches the sink before its header and its raw checksum
+ * were verified (and, for an encrypted stream, its payload checksum and tag: docs/FORMAT.md §3);
+ * on any failure the sink is aborted before it sees end-of-input.
  */
 export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> {
   const { store, sink } = options;
