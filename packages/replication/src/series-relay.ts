@@ -2,11 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BucketpipeError,
   MANIFEST_KEY,
-  type MissingChunkPolicy,
   Notifier,
   type ObjectStore,
   PrefixedStore,
   putIfAbsent,
+  type RelayOptions,
   type RelayProgress,
   type RelaySummary,
   type RetryPolicy,
@@ -22,16 +22,11 @@ import { parseSeriesReceiver, type SeriesReceiverRecord } from './series-receive
 import { createSeries, readSeries, replaceSeries, type SeriesRecord } from './series-record.js';
 import { parseStreamRecord, type StreamRecord } from './stream-record.js';
 
-export interface SeriesRelayOptions {
-  /** The source series root (its series.json exists). */
-  source: ObjectStore;
-  destination: ObjectStore;
-  /** Chunk copies in flight at most, within the stream being relayed. */
-  concurrency: number;
-  pollIntervalMs: number;
-  retry?: RetryPolicy;
-  missingChunk?: MissingChunkPolicy;
-  signal?: AbortSignal;
+/**
+ * The stream relay's options, for the series roots (`source`: its series.json exists); the
+ * concurrency holds within the stream being relayed. Progress comes as events, per stream.
+ */
+export interface SeriesRelayOptions extends Omit<RelayOptions, 'onProgress' | 'onWaiting'> {
   events?: Partial<SeriesRelayEvents>;
 }
 

@@ -261,7 +261,6 @@ export function watchFinished(m: Manifest, receivers: readonly ReceiverCursor[])
 
 async function watch(store: Awaited<ReturnType<typeof openStreamStore>>, intervalMs: number): Promise<number> {
   const interrupt = interruptSignal();
-  const tty = process.stdout.isTTY === true;
   const rates = new LiveRates();
   let refreshes = 0;
   try {
@@ -277,13 +276,7 @@ async function watch(store: Awaited<ReturnType<typeof openStreamStore>>, interva
       const now = Date.now();
       rates.record(now, found.manifest, receivers);
       const block = renderInspect(store.description, found.manifest, receivers, now, rates);
-      if (tty) {
-        // Like watch(1): clear the screen and draw from its top (long lines may wrap, so moving up by a line count would not do).
-        process.stdout.write(`\x1b[H\x1b[2J${block}`);
-      } else {
-        process.stdout.write(`${refreshes > 0 ? '\n' : ''}--- ${new Date(now).toISOString()}\n${block}`);
-      }
-      refreshes++;
+      drawWatchFrame(block, now, refreshes++);
       if (watchFinished(found.manifest, receivers)) return 0;
       await sleep(intervalMs, undefined, { signal: interrupt.signal });
     }
@@ -303,7 +296,6 @@ async function watchSeries(
   intervalMs: number,
 ): Promise<number> {
   const interrupt = interruptSignal();
-  const tty = process.stdout.isTTY === true;
   const rate = new SeriesRate(WATCH_WINDOW_MS);
   let refreshes = 0;
   try {
@@ -313,9 +305,7 @@ async function watchSeries(
       const now = Date.now();
       rate.record(now, status.totals.rawBytes);
       const block = renderSeries(where, status, now, rate.describe(status));
-      if (tty) process.stdout.write(`\x1b[H\x1b[2J${block}`);
-      else process.stdout.write(`${refreshes > 0 ? '\n' : ''}--- ${new Date(now).toISOString()}\n${block}`);
-      refreshes++;
+      drawWatchFrame(block, now, refreshes++);
       if (status.finished) return 0;
       await sleep(intervalMs, undefined, { signal: interrupt.signal });
     }
@@ -325,4 +315,14 @@ async function watchSeries(
   } finally {
     interrupt.dispose();
   }
+}
+
+/**
+ * One refresh of --watch: on a terminal, like watch(1), the screen cleared and drawn from its top
+ * (long lines may wrap, so moving up by a line count would not do); elsewhere, appended under a
+ * timestamp line.
+ */
+function drawWatchFrame(block: string, now: number, refreshes: number): void {
+  if (process.stdout.isTTY === true) process.stdout.write(`\x1b[H\x1b[2J${block}`);
+  else process.stdout.write(`${refreshes > 0 ? '\n' : ''}--- ${new Date(now).toISOString()}\n${block}`);
 }

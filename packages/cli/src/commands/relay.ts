@@ -137,11 +137,7 @@ export async function runRelay(argv: string[], log: Log): Promise<number> {
           state: summary.state,
           chunks: summary.chunks,
           chunksCopied: summary.chunksCopied,
-          storedBytesCopied: summary.storedBytesCopied,
-          rawBytes: summary.rawBytes,
-          seconds: Number(summary.seconds.toFixed(3)),
-          MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
-          requests: { from: source.counts, to: destination.counts },
+          ...copiedFields(summary, source, destination),
         });
         return 0;
       } finally {
@@ -241,10 +237,21 @@ async function relayWholeSeries(run: SeriesRelayRun): Promise<void> {
     streams: summary.streams,
     streamsRelayed: summary.streamsRelayed,
     chunksCopied: summary.chunksCopied,
-    storedBytesCopied: summary.storedBytesCopied,
-    rawBytes: summary.rawBytes,
-    seconds: Number(summary.seconds.toFixed(3)),
-    MBps: Number((summary.storedBytesCopied / 1e6 / summary.seconds).toFixed(1)),
-    requests: { from: source.counts, to: destination.counts },
+    ...copiedFields(summary, source, destination),
   });
+}
+
+/** The summary fields a relay of a stream and of a series share: what was copied, how fast, the requests of each side. */
+function copiedFields(
+  copied: { storedBytesCopied: number; rawBytes: number; seconds: number },
+  source: CountingStore,
+  destination: CountingStore,
+) {
+  return {
+    storedBytesCopied: copied.storedBytesCopied,
+    rawBytes: copied.rawBytes,
+    seconds: Number(copied.seconds.toFixed(3)),
+    MBps: Number((copied.storedBytesCopied / 1e6 / copied.seconds).toFixed(1)),
+    requests: { from: source.counts, to: destination.counts },
+  };
 }
