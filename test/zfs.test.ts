@@ -51,14 +51,13 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
   });
 
   const mountpointOf = async (dataset: string) => (await zfs.zfs('get', '-H', '-o', 'value', 'mountpoint', dataset)).trim();
-  /** Waits (zfs-fuse finishes a failed receive in its daemon, after the client is gone) until `dataset` is not listed, then checks that it stays so. */
-  async function expectNoDataset(dataset: string): Promise<void> {
-    await waitFor(async () => ((await zfs.list(dataset)).length === 0 ? true : undefined), 20_000, `${dataset} to disappear`).catch(
-      async (error: Error) => {
-        throw new Error(`${error.message}; zfs list still shows ${JSON.stringify(await zfs.list(dataset))}`);
-      },
-    );
-    await sleep(1000);
+  /**
+   * Checks that `dataset` is not there once the daemon is done: zfs-fuse finishes a failed receive
+   * after its client is gone, and listing while it does would make its cleanup fail (waitUntilIdle).
+   * `idle` is the daemon's requestDescriptors() taken before the test started anything.
+   */
+  async function expectNoDataset(dataset: string, idle: number): Promise<void> {
+    await zfs.waitUntilIdle(idle);
     expect(await zfs.list(dataset)).toEqual([]);
   }
 
@@ -83,6 +82,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
   });
 
   it('moves a full stream encrypted (--encryption-key-file): files identical with the key; without it, no dataset', async () => {
+    const idle = await zfs.requestDescriptors();
     const stream = join(streams.path, 'encrypted');
     const keyFile = join(streams.path, 'zfs.key');
     await writeFile(keyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
@@ -95,7 +95,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     const refused = await run(['receive', stream, ...fastReceive, '--', zfs.zfsPath, 'recv', keyless]);
     expect(refused.code, refused.stderr).toBe(2);
     expect(errorLine(refused.stderr)).toMatch(/is encrypted .*\[BP_KEY_MISSING\]$/);
-    await expectNoDataset(keyless);
+    await expectNoDataset(keyless, idle);
 
     const target = `${b.name}/enc`;
     const received = await run(['receive', stream, ...fastReceive, ...key, '--', zfs.zfsPath, 'recv', target]);
@@ -148,6 +148,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
   });
 
   it('leaves no half-received dataset when the source fails midway', async () => {
+    const idle = await zfs.requestDescriptors();
     const stream = join(streams.path, 'source-fails');
     const target = `${b.name}/failed`;
     expect(fullStreamBytes).toBeGreaterThan(3 * MiB);
@@ -166,7 +167,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     expect(sent.code, sent.stderr).toBe(6);
     expect(received.code, received.stderr).toBe(6);
     expect(errorLine(received.stderr)).toContain('[BP_STREAM_ABORTED]');
-    await expectNoDataset(target);
+    await expectNoDataset(target, idle);
   });
 
   it('marks a zfs send stream piped in and cut short aborted, not complete: mid-record, just before the END record, one byte short', async () => {
@@ -196,6 +197,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
   });
 
   it('leaves no half-received dataset when the receiver is interrupted midway, and a second receive replays the stream into a whole one', async () => {
+    const idle = await zfs.requestDescriptors();
     const stream = join(streams.path, 'interrupted');
     const target = `${b.name}/interrupted`;
     // About 6.5 MiB at 1.5 MB/s: four to five seconds.
@@ -213,7 +215,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     const received = await receiver.done;
     expect(received.code, received.stderr).toBe(130);
     expect(errorLine(received.stderr)).toContain('[BP_INTERRUPTED]');
-    await expectNoDataset(target);
+    await expectNoDataset(target, idle);
 
     // The sender was never disturbed; a new receive replays the whole stream from the store.
     const sendResult = await sent;
@@ -277,6 +279,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
   });
 
   it('leaves no half-received dataset when the receiver is killed outright (SIGKILL: the kernel closes the pipe, nothing kills zfs recv)', async () => {
+    const idle = await zfs.requestDescriptors();
     const stream = join(streams.path, 'killed');
     const target = `${b.name}/killed`;
     const paced = `"${zfs.zfsPath}" send "${source}@s1" | "${process.execPath}" "${join(fixtures, 'paced-cat.mjs')}" /dev/stdin 1500000`;
@@ -286,7 +289,7 @@ describe('zfs send → bucketpipe → zfs recv, with zfs-fuse', () => {
     await sleep(300);
     receiver.child.kill('SIGKILL');
     expect((await receiver.done).signal).toBe('SIGKILL');
-    await expectNoDataset(target);
+    await expectNoDataset(target, idle);
     // The orphaned `zfs recv` (its own process group) saw the daemon's receive fail and exited.
     const recvClients = async () => {
       const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name));

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,6 +38,18 @@ export interface ZfsTestEnv {
   zpool(...args: string[]): Promise<string>;
   /** Names from `zfs list -t all` (datasets, snapshots) under `root`, itself included. */
   list(root: string): Promise<string[]>;
+  /**
+   * The daemon's open sockets and pipes: each request in flight adds its client's connection, and a
+   * receive also the stream it reads. Taken while nothing runs, it is the baseline for waitUntilIdle.
+   */
+  requestDescriptors(): Promise<number>;
+  /**
+   * Waits until the daemon holds no more sockets and pipes than `idle`: every request has ended,
+   * including a failed receive whose client is gone. zfs-fuse finishes such a receive in the daemon,
+   * destroying the dataset it created; a `zfs list` at that moment holds the dataset and the destroy
+   * fails (EBUSY), leaving an empty dataset. Wait for this before listing what a failure left.
+   */
+  waitUntilIdle(idle: number, timeoutMs?: number): Promise<void>;
   /** Destroys the pools, stops the daemon if this env started it, removes the temp dir. Never throws. */
   stop(): Promise<void>;
 }
@@ -73,6 +85,22 @@ async function isGone(pid: number): Promise<boolean> {
   } catch {
     return true;
   }
+}
+
+/** The running zfs-fuse daemon's pid (for a daemon this env did not start). */
+async function findDaemonPid(): Promise<number> {
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const comm = await readFile(`/proc/${name}/comm`, 'utf8').catch(() => '');
+    if (comm.trim() === 'zfs-fuse') return Number(name);
+  }
+  throw new Error('no zfs-fuse process found');
+}
+
+async function requestDescriptorsOf(pid: number): Promise<number> {
+  const fds = await readdir(`/proc/${pid}/fd`);
+  const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return targets.filter((target) => target.startsWith('socket:') || target.startsWith('pipe:')).length;
 }
 
 async function daemonAnswers(zpool: string): Promise<boolean> {
@@ -173,6 +201,20 @@ export async function startZfs(label = 'zfs'): Promise<ZfsTestEnv> {
     async list(root) {
       const out = await zfs('list', '-H', '-o', 'name', '-t', 'all');
       return out.split('\n').filter((name) => name === root || name.startsWith(`${root}/`) || name.startsWith(`${root}@`));
+    },
+    async requestDescriptors() {
+      return requestDescriptorsOf(daemonPid ?? (await findDaemonPid()));
+    },
+    async waitUntilIdle(idle, timeoutMs = 60_000) {
+      const pid = daemonPid ?? (await findDaemonPid());
+      const deadline = Date.now() + timeoutMs;
+      let open = await requestDescriptorsOf(pid);
+      while (open > idle) {
+        if (Date.now() > deadline)
+          throw new Error(`zfs-fuse (pid ${pid}) still has ${open - idle} request descriptors open after ${timeoutMs} ms`);
+        await sleep(50);
+        open = await requestDescriptorsOf(pid);
+      }
     },
     async stop() {
       const problems: string[] = [];

@@ -50,7 +50,7 @@ describe('planReceive', () => {
   });
 
   it('refuses an existing target without snapshots unless -F allows overwriting it', () => {
-    expect(plan([])).toMatchObject({ kind: 'conflict', code: 'BP_TARGET_NOT_EMPTY' });
+    expect(plan([])).toMatchObject({ kind: 'conflict', code: 'BP_TARGET_NOT_EMPTY', message: expect.stringContaining('zfs destroy') });
     expect(plan([], chain(s), true)).toMatchObject({ kind: 'apply', stream: { seq: 0 } });
   });
 

@@ -70,7 +70,7 @@ export function planReceive(input: ReceivePlanInput): ReceivePlan {
       return {
         kind: 'conflict',
         code: 'BP_TARGET_NOT_EMPTY',
-        message: `target ${dataset} already exists and has no snapshot: the full stream would overwrite it; pass --recv-flags=-F to allow that, or give a dataset that does not exist yet (zfs recv creates it)`,
+        message: `target ${dataset} already exists and has no snapshot (an interrupted full receive can leave one behind): the full stream would overwrite it; if it holds nothing you need, destroy it (zfs destroy ${dataset}) or pass --recv-flags=-F, or give a dataset that does not exist yet`,
       };
     }
     const newest = target[target.length - 1] as TargetSnapshot;
