@@ -1,12 +1,16 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { BucketpipeError, ExitCode, IntegrityError } from '../errors.js';
-import type { CodecJob, DecodeJob, DecodeResult, EncodeJob, EncodeResult, WorkerReply } from './codec-jobs.js';
+import type { CodecJob, CodecResult, DecodeJob, DecodeResult, EncodeJob, EncodeResult, WorkerReply } from './codec-jobs.js';
 
 interface Pending {
   resolve: (result: never) => void;
   reject: (error: Error) => void;
+  /** The job's views of shared buffers, by result field: the result's views are put back on these buffers. */
+  shared: Partial<Record<BufferField, Uint8Array>>;
 }
+
+type BufferField = 'raw' | 'out' | 'object';
 
 interface Slot {
   worker: Worker;
@@ -15,8 +19,10 @@ interface Slot {
 
 /**
  * Runs compression and verification on worker threads, one job per worker at a time, so that
- * every core works on chunks while the main thread only moves bytes. Buffers given to a job are
- * transferred (the caller's views become empty) and come back in the result.
+ * every core works on chunks while the main thread only moves bytes. A job's buffers come back in
+ * the result: views of a SharedArrayBuffer (the slab pools') are shared with the worker and come
+ * back as views of the caller's own SharedArrayBuffer object; other buffers are transferred (the
+ * caller's views become empty).
  */
 export class CodecPool {
   readonly size: number;
@@ -50,11 +56,11 @@ export class CodecPool {
   #closing = false;
 
   encode(job: Omit<EncodeJob, 'kind'>): Promise<EncodeResult> {
-    return this.#submit({ kind: 'encode', ...job }, [job.raw.buffer as ArrayBuffer, job.out.buffer as ArrayBuffer]);
+    return this.#submit({ kind: 'encode', ...job }, { raw: job.raw, out: job.out });
   }
 
   decode(job: Omit<DecodeJob, 'kind'>): Promise<DecodeResult> {
-    return this.#submit({ kind: 'decode', ...job }, [job.raw.buffer as ArrayBuffer, job.object.buffer as ArrayBuffer]);
+    return this.#submit({ kind: 'decode', ...job }, { raw: job.raw, object: job.object });
   }
 
   async close(): Promise<void> {
@@ -62,14 +68,22 @@ export class CodecPool {
     await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
   }
 
-  #submit<T>(job: CodecJob, transfer: ArrayBuffer[]): Promise<T> {
+  #submit<T>(job: CodecJob, buffers: Partial<Record<BufferField, Uint8Array>>): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
-    for (const buffer of transfer) assertTransferable(buffer);
+    const shared: Pending['shared'] = {};
+    const transfer = new Set<ArrayBuffer>();
+    for (const [field, view] of Object.entries(buffers) as Array<[BufferField, Uint8Array]>) {
+      if (view.buffer instanceof SharedArrayBuffer) shared[field] = view;
+      else {
+        assertTransferable(view.buffer as ArrayBuffer);
+        transfer.add(view.buffer as ArrayBuffer);
+      }
+    }
     const id = this.#nextId++;
     const promise = new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (r: never) => void, reject });
+      this.#pending.set(id, { resolve: resolve as (r: never) => void, reject, shared });
     });
-    this.#queue.push({ id, job, transfer: [...new Set(transfer)] });
+    this.#queue.push({ id, job, transfer: [...transfer] });
     this.#dispatch();
     return promise;
   }
@@ -91,7 +105,7 @@ export class CodecPool {
     const pending = this.#pending.get(reply.id);
     this.#pending.delete(reply.id);
     if (pending) {
-      if ('result' in reply) pending.resolve(reply.result as never);
+      if ('result' in reply) pending.resolve(onCallersBuffers(reply.result, pending.shared) as never);
       else {
         const { code, message, integrity } = reply.failure;
         pending.reject(integrity ? new IntegrityError(code, message) : new BucketpipeError(code, message, ExitCode.bug));
@@ -106,6 +120,19 @@ export class CodecPool {
     this.#pending.clear();
     this.#queue.length = 0;
   }
+}
+
+/**
+ * A shared buffer arrives from the worker as a new SharedArrayBuffer object over the same memory:
+ * view the caller's own object instead, so that pools can tell their buffers by identity.
+ */
+function onCallersBuffers(result: CodecResult, shared: Pending['shared']): CodecResult {
+  const fields = result as unknown as Record<BufferField, Uint8Array | undefined>;
+  for (const [field, original] of Object.entries(shared) as Array<[BufferField, Uint8Array]>) {
+    const view = fields[field];
+    if (view !== undefined) fields[field] = new Uint8Array(original.buffer, view.byteOffset, view.length);
+  }
+  return result;
 }
 
 /** Transferring a view of a shared pool buffer would detach unrelated Buffers: refuse it. */

@@ -3,7 +3,7 @@ import { BucketpipeError, IntegrityError } from '../errors.js';
 import { ChunkCodec } from './codec.js';
 import type { CodecResult, WorkerReply, WorkerRequest } from './codec-jobs.js';
 
-// Entry point of a codec worker thread: one job at a time, buffers transferred both ways.
+// Entry point of a codec worker thread: one job at a time; buffers that are not shared are transferred both ways.
 const port = parentPort;
 if (!port) throw new Error('codec-worker must run in a worker thread');
 const codec = new ChunkCodec();
@@ -28,5 +28,8 @@ port.on('message', ({ id, job }: WorkerRequest) => {
     // Hand the buffers back even on failure so that the pool can reuse them.
     transfer = job.kind === 'encode' ? [job.raw.buffer, job.out.buffer] : [job.raw.buffer, job.object.buffer];
   }
-  port.postMessage(reply, [...new Set(transfer)] as ArrayBuffer[]);
+  port.postMessage(
+    reply,
+    [...new Set(transfer)].filter((buffer) => buffer instanceof ArrayBuffer),
+  );
 });

@@ -37,7 +37,7 @@ describe('SlabPool', () => {
     }
   });
 
-  it('hands out at most maxSlabs slabs, each its own ArrayBuffer of slabSize', () => {
+  it('hands out at most maxSlabs slabs, each its own SharedArrayBuffer of slabSize', () => {
     const pool = new SlabPool(1000, 2);
     const a = pool.tryAcquire();
     const b = pool.tryAcquire();
@@ -48,7 +48,7 @@ describe('SlabPool', () => {
       expect(slab?.length).toBe(1000);
       expect(slab?.byteOffset).toBe(0);
       expect(slab?.buffer.byteLength).toBe(1000);
-      expect(slab?.buffer).toBeInstanceOf(ArrayBuffer);
+      expect(slab?.buffer).toBeInstanceOf(SharedArrayBuffer);
     }
     expect(a?.buffer).not.toBe(b?.buffer);
   });

@@ -76,8 +76,11 @@ export class SlabPool {
     if (slab) return slab;
     if (this.#allocated >= this.maxSlabs) return undefined;
     this.#allocated++;
-    // allocUnsafeSlow: an ArrayBuffer of its own, so that it can be transferred to a worker.
-    return new Uint8Array(Buffer.allocUnsafeSlow(this.slabSize).buffer, 0, this.slabSize);
+    // Shared with the codec workers, never transferred: V8 counts a SharedArrayBuffer in no
+    // isolate's external memory, while every transferred ArrayBuffer is counted again where it
+    // arrives. Hundreds of MiB of counted buffers made each few MiB of socket reads set off a
+    // full collection (docs/PERFORMANCE.md, "Shared slabs").
+    return new Uint8Array(new SharedArrayBuffer(this.slabSize));
   }
 
   #wakeWaiter(): void {
