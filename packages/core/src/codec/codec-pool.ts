@@ -56,11 +56,11 @@ export class CodecPool {
   #closing = false;
 
   encode(job: Omit<EncodeJob, 'kind'>): Promise<EncodeResult> {
-    return this.#submit({ kind: 'encode', ...job }, { raw: job.raw, out: job.out });
+    return this.#submit({ kind: 'encode', ...job }, ['raw', 'out']);
   }
 
   decode(job: Omit<DecodeJob, 'kind'>): Promise<DecodeResult> {
-    return this.#submit({ kind: 'decode', ...job }, { raw: job.raw, object: job.object });
+    return this.#submit({ kind: 'decode', ...job }, ['raw', 'object']);
   }
 
   async close(): Promise<void> {
@@ -68,16 +68,21 @@ export class CodecPool {
     await Promise.all(this.#slots.map((slot) => slot.worker.terminate()));
   }
 
-  #submit<T>(job: CodecJob, buffers: Partial<Record<BufferField, Uint8Array>>): Promise<T> {
+  /** `job` is the pool's own copy: a view it must transfer may be replaced in it by a copy the view's buffer does not share. */
+  #submit<T>(job: CodecJob, fields: BufferField[]): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
+    const views = job as unknown as Record<BufferField, Uint8Array>;
     const shared: Pending['shared'] = {};
     const transfer = new Set<ArrayBuffer>();
-    for (const [field, view] of Object.entries(buffers) as Array<[BufferField, Uint8Array]>) {
-      if (view.buffer instanceof SharedArrayBuffer) shared[field] = view;
-      else {
-        assertTransferable(view.buffer as ArrayBuffer);
-        transfer.add(view.buffer as ArrayBuffer);
+    for (const field of fields) {
+      const view = views[field];
+      if (view.buffer instanceof SharedArrayBuffer) {
+        shared[field] = view;
+        continue;
       }
+      const owned = transferable(view);
+      views[field] = owned;
+      transfer.add(owned.buffer as ArrayBuffer);
     }
     const id = this.#nextId++;
     const promise = new Promise<T>((resolve, reject) => {
@@ -135,9 +140,16 @@ function onCallersBuffers(result: CodecResult, shared: Pending['shared']): Codec
   return result;
 }
 
-/** Transferring a view of a shared pool buffer would detach unrelated Buffers: refuse it. */
-function assertTransferable(buffer: ArrayBuffer): void {
-  if (buffer.byteLength === 0) throw new TypeError('buffer handed to the codec pool is detached or empty');
+/**
+ * A transfer moves a whole ArrayBuffer: a view into a larger one (a slice of Node's Buffer pool,
+ * say) is copied into one of its own first, so that no unrelated bytes are detached with it.
+ */
+function transferable(view: Uint8Array): Uint8Array {
+  if (view.buffer.byteLength === 0) throw new TypeError('buffer handed to the codec pool is detached or empty');
+  if (view.byteOffset === 0 && view.byteLength === view.buffer.byteLength) return view;
+  const copy = new Uint8Array(new ArrayBuffer(view.byteLength));
+  copy.set(view);
+  return copy;
 }
 
 function workerUrl(): URL {

@@ -138,38 +138,4 @@ describe('SlabPool', () => {
     expect(() => pool.release(new Uint8Array(128).subarray(0, 64))).toThrow('released buffer is not a slab of this pool');
     expect(pool.inUse).toBe(1);
   });
-
-  it('forget() writes a lost slab off so that a new one can be allocated', () => {
-    const pool = new SlabPool(64, 1);
-    const lost = pool.tryAcquire();
-    expect(pool.tryAcquire()).toBeUndefined();
-    pool.forget();
-    expect(pool.inUse).toBe(0);
-    expect(pool.available).toBe(1);
-    const fresh = pool.tryAcquire();
-    expect(fresh).toBeDefined();
-    expect(fresh?.buffer).not.toBe(lost?.buffer);
-    expect(pool.tryAcquire()).toBeUndefined();
-  });
-
-  it('forget() without a slab in use is a bug and throws', () => {
-    const pool = new SlabPool(64, 1);
-    expect(() => pool.forget()).toThrow('forget() without a slab in use');
-    const slab = pool.tryAcquire();
-    if (!slab) throw new Error('no slab');
-    pool.release(slab);
-    expect(() => pool.forget()).toThrow('forget() without a slab in use');
-  });
-
-  it('forget() hands the freed budget to a waiting acquire', async () => {
-    const pool = new SlabPool(64, 1);
-    await pool.acquire();
-    const waiter = track(pool.acquire());
-    await settle();
-    expect(waiter.settled()).toBe(false);
-    pool.forget(); // the slab is gone for good: nothing in use, so the waiter must not wait on
-    await settle();
-    expect(waiter.settled()).toBe(true);
-    expect(waiter.value()?.length).toBe(64);
-  });
 });

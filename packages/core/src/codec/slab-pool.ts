@@ -64,13 +64,6 @@ export class SlabPool {
     this.#wakeWaiter();
   }
 
-  /** Writes off a slab that will not come back (it was lost with a failed worker job). */
-  forget(): void {
-    if (this.inUse <= 0) throw new Error('forget() without a slab in use');
-    this.#allocated--;
-    this.#wakeWaiter();
-  }
-
   #take(): Uint8Array | undefined {
     const slab = this.#free.pop();
     if (slab) return slab;

@@ -189,7 +189,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
           // A store that did not read into the slab (it ignored it, or the object is larger than any chunk) leaves it unused.
           const inSlab = object.buffer === slab.buffer;
           if (!inSlab) objectSlabs.release(slab);
-          return { object: inSlab ? object : ownBuffer(object), inSlab };
+          return { object, inSlab };
         } catch (error) {
           objectSlabs.release(slab);
           throw error;
@@ -202,26 +202,28 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       const expectedLength = isLastKnown(manifest, index) ? lastChunkLength(manifest) : null;
       for (let attempt = 1; ; attempt++) {
         const { object, inSlab } = await download(index);
+        let raw: Uint8Array | undefined;
         try {
-          const decoded = await decodings(async () =>
-            codec.decode({
+          const decoded = await decodings(async () => {
+            raw = slabs.tryAcquire() ?? (await slabs.acquire(signal));
+            return codec.decode({
               object,
               key,
-              raw: slabs.tryAcquire() ?? (await slabs.acquire(signal)),
+              raw,
               streamId: streamIdBytes,
               index,
               rawLength: expectedLength,
               keys,
               deferPayloadCheck: true,
-            }),
-          );
+            });
+          });
           if (inSlab) objectSlabs.release(decoded.object);
           return decoded;
         } catch (error) {
           if (signal.aborted) throw error;
-          // The buffers went to the worker and are gone; fresh ones take their place in the budget.
-          slabs.forget();
-          if (inSlab) objectSlabs.forget();
+          // The slabs are shared with the codec threads: a failed job leaves them with us.
+          if (raw) slabs.release(raw);
+          if (inSlab) objectSlabs.release(object);
           if (!(error instanceof IntegrityError) || attempt >= 2) throw error;
           // Read a damaged chunk once more: a store or network hiccup should not stop a migration.
         }
@@ -338,14 +340,6 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     options.signal?.removeEventListener('abort', onOuterAbort);
     if (!options.codec) await codec.close();
   }
-}
-
-/** Worker transfer needs a buffer the object owns alone; copy when it is a view into a larger one. */
-function ownBuffer(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes;
-  const copy = new Uint8Array(new ArrayBuffer(bytes.byteLength));
-  copy.set(bytes);
-  return copy;
 }
 
 /** A start the pipeline cannot continue from is a bug of its caller, not of the stream. */

@@ -122,9 +122,8 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
     digest = null;
   };
 
-  const checkChunk = async (index: number, slab: Uint8Array): Promise<void> => {
+  const checkChunk = async (index: number, raw: Uint8Array): Promise<void> => {
     const key = chunkKey(index);
-    let raw = slab;
     for (let attempt = 1; ; attempt++) {
       const object = await withRetry(() => store.get(key, { signal }), { policy: options.retry, signal });
       if (!object) {
@@ -136,7 +135,7 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
       const storedLength = object.body.length;
       try {
         const decoded = await codec.decode({
-          object: ownBuffer(object.body),
+          object: object.body,
           key,
           raw,
           streamId,
@@ -151,17 +150,17 @@ export async function verifyStream(options: VerifyOptions): Promise<VerifyReport
         counts.checked++;
         return;
       } catch (error) {
-        // The slab went to the worker and does not come back from a failed job.
-        slabs.forget();
+        // The slab is shared with the codec threads: a failed job leaves it with us, for the next read.
+        const readAgain = error instanceof IntegrityError && attempt < 2;
+        if (!readAgain) slabs.release(raw);
         if (!(error instanceof IntegrityError)) throw error;
-        if (attempt >= 2) {
+        if (!readAgain) {
           counts.storedBytes += storedLength;
           counts.checked++;
           chunkFailed({ key, code: error.code, message: withoutReceiverWording(error.message) });
           return;
         }
         // Read a bad chunk once more, as the receiver does: damage in transit is not damage in the store.
-        raw = await slabs.acquire(signal);
       }
     }
   };
@@ -296,14 +295,6 @@ function unexpected(key: string, message: string): VerifyProblem {
 /** The codec's messages are written for the receiver; verify has no sink. */
 function withoutReceiverWording(message: string): string {
   return message.replace(/; nothing of it was written to the sink$/, '');
-}
-
-/** Worker transfer needs a buffer the object owns alone; copy when it is a view into a larger one. */
-function ownBuffer(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes;
-  const copy = new Uint8Array(new ArrayBuffer(bytes.byteLength));
-  copy.set(bytes);
-  return copy;
 }
 
 class ProblemList {
