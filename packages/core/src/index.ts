@@ -22,7 +22,7 @@ export { DEFAULT_STALE_AFTER_MS, senderGoneHere, senderInfo } from './pipelines/
 export * from './pipelines/verify.js';
 export * from './protocol/chunk.js';
 export { ENCRYPTION_KEY_LENGTH, EncryptionKey, type ManifestEncryption } from './protocol/encryption.js';
-export { isRecord } from './protocol/json.js';
+export { isRecord, parseJsonObject } from './protocol/json.js';
 export * from './protocol/limits.js';
 export * from './protocol/manifest.js';
 export * from './protocol/receiver-cursor.js';

@@ -1,4 +1,4 @@
-import { isRecord, isRfc3339Time, type ObjectStore, putIfAbsent, putIfMatch, StreamConflictError } from '@bucketpipe/core';
+import { isRfc3339Time, type ObjectStore, parseJsonObject, putIfAbsent, putIfMatch, StreamConflictError } from '@bucketpipe/core';
 
 /** A record as read, with the ETag a compare-and-swap must match. */
 export interface Versioned<T> {
@@ -28,13 +28,7 @@ export async function readRecord<T>(
 export function decodeRecord<T>(bytes: Uint8Array, where: string, parse: RecordParser<T>): T {
   const malformed = (what: string) =>
     new StreamConflictError('BP_SERIES_MALFORMED', `${where} is malformed (${what}): it was not written by bucketpipe or is damaged`);
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-  } catch {
-    throw malformed('not valid JSON');
-  }
-  if (!isRecord(value)) throw malformed('not a JSON object');
+  const value = parseJsonObject(bytes, malformed);
   const parsed = parse(value);
   if ('problems' in parsed) throw malformed(parsed.problems.join('; '));
   return parsed.value;

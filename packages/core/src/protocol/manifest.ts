@@ -3,7 +3,7 @@ import { isProcessIdentity, type ProcessIdentity } from '../pipelines/process-id
 import { putIfAbsent, putIfMatch } from '../store/conditional-write.js';
 import type { ObjectStore } from '../store/store.js';
 import { ENCRYPTION_ALGORITHM, KEY_DERIVATION, type ManifestEncryption } from './encryption.js';
-import { isRecord } from './json.js';
+import { isRecord, parseJsonObject } from './json.js';
 import { isValidChunkSize, MAX_LEVEL, MIN_LEVEL } from './limits.js';
 import { isRfc3339Time } from './rfc3339.js';
 import { isStreamId } from './stream-id.js';
@@ -141,13 +141,7 @@ export function parseManifest(bytes: Uint8Array, where: string): Manifest {
       'BP_MANIFEST_MALFORMED',
       `manifest ${where} is malformed (${what}): it was not written by bucketpipe or is damaged`,
     );
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-  } catch {
-    throw malformed('not valid JSON');
-  }
-  if (!isRecord(value)) throw malformed('not a JSON object');
+  const value = parseJsonObject(bytes, malformed);
   if (value.format !== MANIFEST_FORMAT) throw malformed(`"format" is not "${MANIFEST_FORMAT}"`);
   if (Number.isInteger(value.version) && (value.version as number) > MANIFEST_VERSION) {
     throw new StreamConflictError(
