@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { fstatSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { isatty } from 'node:tty';
-import { type ChunkReader, FdChunkReader, SourceFailedError, UsageError } from '@bucketpipe/core';
+import { type ChunkReader, FdChunkReader, isChunkReader, SourceFailedError, UsageError } from '@bucketpipe/core';
 import { describeCommand, describeExit } from './command-line.js';
+import { openCommandPipe } from './command-pipe.js';
 import { type CommandOutput, readCommandStderr } from './command-stderr.js';
 
 export interface ByteSource {
@@ -19,18 +20,27 @@ export async function commandSource(argv: string[], output: CommandOutput): Prom
   const [file, ...args] = argv;
   if (file === undefined) throw new UsageError('missing source command after --');
   const description = describeCommand(argv);
-  const child: ChildProcess = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pipe = await openCommandPipe();
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, { stdio: ['ignore', pipe ? pipe.writeFd : 'pipe', 'pipe'] });
+  } finally {
+    // The command has its own copy now: when it exits, the reader sees the end of the stream.
+    if (pipe) closeSync(pipe.writeFd);
+  }
   if (child.stderr) readCommandStderr(child.stderr, description, output);
+  const bytes = pipe ? new FdChunkReader(pipe.readFd, { owned: true }) : socketOutput(child);
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
-    child.once('error', (error: NodeJS.ErrnoException) =>
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      if (isChunkReader(bytes)) void bytes.close();
       reject(
         new SourceFailedError(
           'BP_SOURCE_START',
           `cannot run source command "${description}": ${error.code === 'ENOENT' ? 'command not found' : error.message}; check the command and PATH`,
         ),
-      ),
-    );
+      );
+    });
   });
   const exit = new Promise<void>((resolve, reject) => {
     child.once('exit', (code, signal) => {
@@ -45,6 +55,17 @@ export async function commandSource(argv: string[], output: CommandOutput): Prom
     });
   });
   exit.catch(() => {});
+  return {
+    description,
+    bytes,
+    exit,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
+}
+
+function socketOutput(child: ChildProcess): AsyncIterable<Uint8Array> {
   const stdout = child.stdout;
   if (!stdout) throw new Error('bug: source command has no stdout pipe');
   // Node flushes (resumes, discarding what they hold) the stdio streams of an exited child that no
@@ -52,14 +73,7 @@ export async function commandSource(argv: string[], output: CommandOutput): Prom
   // send reads it — an empty zfs increment, a `printf` — would arrive as an empty stream. A
   // listener marks stdout as being read; the data waits in it for the reader.
   stdout.on('readable', () => {});
-  return {
-    description,
-    bytes: stdout,
-    exit,
-    stop: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    },
-  };
+  return stdout;
 }
 
 /** Our stdin, read with read(2) straight into chunk buffers when it is a pipe or a file. */

@@ -1,4 +1,4 @@
-import { read } from 'node:fs';
+import { close, read } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { raceAbort } from '../abort.js';
@@ -73,18 +73,28 @@ export class IterableChunkReader implements ChunkReader {
  */
 export class FdChunkReader implements ChunkReader {
   #fd: number;
+  #owned: boolean;
   #ended = false;
+  #closed = false;
+  /** A read(2) that has not returned yet: it outlives a fill() that was aborted. */
+  #reading: Promise<unknown> | undefined;
 
-  constructor(fd: number) {
+  /** `owned`: the descriptor is this reader's, closed by close() once no read is pending on it. */
+  constructor(fd: number, options: { owned?: boolean } = {}) {
     this.#fd = fd;
+    this.#owned = options.owned === true;
   }
 
   async fill(target: Uint8Array, size: number, signal?: AbortSignal): Promise<number> {
     let filled = 0;
     while (filled < size && !this.#ended) {
+      if (this.#closed) throw new Error('bug: fill() after close()');
       let bytesRead: number;
       try {
-        ({ bytesRead } = await raceAbort(readAsync(this.#fd, target, filled, size - filled, null), signal));
+        const reading = readAsync(this.#fd, target, filled, size - filled, null);
+        this.#reading = reading;
+        reading.then(this.#settled(reading), this.#settled(reading));
+        ({ bytesRead } = await raceAbort(reading, signal));
       } catch (error) {
         // A descriptor some other program left in non-blocking mode: wait for data the slow way.
         if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
@@ -97,5 +107,23 @@ export class FdChunkReader implements ChunkReader {
     return filled;
   }
 
-  async close(): Promise<void> {}
+  #settled(reading: Promise<unknown>): () => void {
+    return () => {
+      if (this.#reading !== reading) return;
+      this.#reading = undefined;
+      if (this.#closed) this.#release();
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Closing a descriptor that a thread-pool read is blocked on would let the number be reused
+    // under that read: it is closed when the read returns (the writer's exit ends it).
+    if (!this.#reading) this.#release();
+  }
+
+  #release(): void {
+    if (this.#owned) close(this.#fd, () => {});
+  }
 }
