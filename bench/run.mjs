@@ -32,7 +32,7 @@ const LINK_STREAM = join(ROOT, 'bench/link-stream.mjs');
 const LINK_SOURCE = join(ROOT, 'test/servers/link.ts');
 /** Case (f)'s link by default (--link-rate, --link-delay): what one TCP connection got on the seed's path, and its latency. */
 const LINK = { bytesPerSecond: 10 * 1e6, delayMs: 20 };
-const LINK_CONCURRENCY = [1, 4, 16];
+const LINK_CONCURRENCY = [1, 4, 8];
 const CEPH_UP = join(ROOT, 'test/servers/ceph-up.sh');
 const CEPH_DOWN = join(ROOT, 'test/servers/ceph-down.sh');
 const CORPUS_DIR = join(ROOT, 'bench/.corpus');
@@ -70,10 +70,10 @@ Measures MB/s (raw input bytes / wall time) and peak RSS of:
   (e) the same bytes as plain SDK PutObject/GetObject of 16 MiB objects at the same concurrency
       (bench/s3-baseline.mjs): what S3 costs without bucketpipe
   (f) a slow link (test/servers/link.ts: 10 MB/s per TCP connection each way, 20 ms each way)
-      between the processes and radosgw: bucketpipe send | receive with default options, then
-      with --concurrency 1, 4 and 16 on both sides, against one stream through one connection of
-      the same link (zstd -1 -T0 | bench/link-stream.mjs | zstd -d); on the first --link-slice
-      bytes of the corpus
+      between the processes and radosgw: bucketpipe send | receive with default options
+      (--concurrency 16 for S3), then with --concurrency 1, 4 and 8 on both sides, against one
+      stream through one connection of the same link (zstd -1 -T0 | bench/link-stream.mjs |
+      zstd -d); on the first --link-slice bytes of the corpus
 and, per process of (a): CPU s per GB next to the zstd stage of (c) doing the same work, the main
 thread's CPU s per GB (the CLI reports it under BUCKETPIPE_REPORT_MAIN_THREAD=1) and peak RSS
 
@@ -368,7 +368,7 @@ function defineCases(options) {
     const { bytesPerSecond, delayMs } = options.link;
     const label = (what) => `(f) ${what}, link ${bytesPerSecond / MB} MB/s/conn ${delayMs} ms`;
     cases.push(linkSingleStreamCase('f-single', label('one TCP stream, zstd -1 -T0|zstd -d'), options.runs));
-    cases.push(linkBucketpipeCase('f-default', label('bucketpipe, default options'), [], options.runs));
+    cases.push(linkBucketpipeCase('f-default', label('bucketpipe, default options (16)'), [], options.runs));
     for (const n of LINK_CONCURRENCY) {
       cases.push(linkBucketpipeCase(`f-c${n}`, label(`bucketpipe --concurrency ${n}`), ['--concurrency', String(n)], options.runs));
     }

@@ -26,7 +26,7 @@ import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { commandSink, fileSink, type OutputSink, stdoutSink } from '../sink.js';
-import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
+import { defaultConcurrency, storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 export const receiveHelp = `usage: bucketpipe receive <stream-url> [options] [-- command [args...]]
@@ -48,7 +48,7 @@ Restarted after an interruption, the same command continues where it can:
 options:
   -o, --output FILE     write to FILE (created if absent, never truncated before it was verified)
                         and resume into it when it already holds the start of the stream
-  --concurrency N       downloads in flight (default 8)
+  --concurrency N       downloads in flight (default 16 from S3 and GCS, 8 from a directory)
   --buffer SIZE         memory for chunks downloaded ahead of the sink (default 512MiB)
   --threads N           verification/decompression threads (default: one per core, ${availableParallelism()} here)
   --poll-interval D     how often to look for new chunks while the sender is running (default 1s)
@@ -102,7 +102,7 @@ export async function runReceive(argv: string[], log: Log): Promise<number> {
   const parsed = parseCommandLine(argv, spec, 'receive');
   const url = exactlyOnePositional(parsed, 'receive');
   const { values } = parsed;
-  const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
+  const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const pollIntervalMs = durationOption(values, 'poll-interval', 1000);

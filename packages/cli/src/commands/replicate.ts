@@ -32,7 +32,7 @@ import { runCutover } from '../replicate/cutover.js';
 import { type ReceiverDaemonEvents, runReceiverDaemon } from '../replicate/receiver-daemon.js';
 import { runSenderDaemon, type SenderDaemonEvents } from '../replicate/sender-daemon.js';
 import { interruptSignal } from '../signals.js';
-import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
+import { defaultConcurrency, storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 const DEFAULT_EVERY_MS = 5 * 60_000;
@@ -78,7 +78,7 @@ options:
                         process is gone is taken over at once)
   --chunk-size SIZE     raw bytes per chunk object (default 16MiB; ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)})
   --level N             zstd level, ${MIN_LEVEL}..${MAX_LEVEL} (default ${DEFAULT_LEVEL})
-  --concurrency N       uploads in flight (default 8)
+  --concurrency N       uploads in flight (default 16 to S3 and GCS, 8 to a directory)
   --buffer SIZE         memory for chunks being read, compressed and uploaded (default 512MiB)
   --threads N           compression threads (default: one per core, ${availableParallelism()} here)
   --manifest-interval D how often a stream's manifest is rewritten with progress (default 1s)
@@ -111,7 +111,7 @@ options:
                         aborted (zfs recv -A) and the stream is applied again from the bucket
   --receiver-id ID      this receiver's name in the series (default: host name)
   --poll-interval D     how often to look for the next stream (default 1s)
-  --concurrency N       downloads ahead (default 8)
+  --concurrency N       downloads ahead (default 16 from S3 and GCS, 8 from a directory)
   --buffer SIZE         memory for chunks downloaded ahead (default 512MiB)
   --threads N           decompression threads (default: one per core, ${availableParallelism()} here)
   --missing-chunk-timeout D
@@ -221,7 +221,7 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
   const dataset = requiredDataset(values, 'replicate send');
   const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
-  const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
+  const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const everyMs = durationOption(values, 'every', DEFAULT_EVERY_MS);
@@ -337,7 +337,7 @@ async function runReplicateReceive(argv: string[], log: Log): Promise<number> {
   const { values } = parsed;
   const dataset = requiredDataset(values, 'replicate receive');
   const recvFlags = parseRecvFlags(stringOption(values, 'recv-flags') ?? '');
-  const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
+  const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const pollMs = durationOption(values, 'poll-interval', 1000);

@@ -33,7 +33,7 @@ import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
 import { interruptSignal } from '../signals.js';
 import { type ByteSource, commandSource, stdinSource } from '../source.js';
 import { estimateSourceSize } from '../source-size.js';
-import { storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
+import { defaultConcurrency, storeOpenOptions, storeOptionSpec, storeOptionsHelp } from '../store-options.js';
 import { openStreamStore } from '../stores.js';
 
 export const sendHelp = `usage: bucketpipe send <stream-url> [options] [-- command [args...]]
@@ -48,7 +48,7 @@ into chunks, compresses and checksums them on all cores, and uploads them in par
 options:
   --chunk-size SIZE     raw bytes per chunk object (default 16MiB; ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)})
   --level N             zstd level, ${MIN_LEVEL}..${MAX_LEVEL} (default ${DEFAULT_LEVEL}: fast, about 2.7x on database files)
-  --concurrency N       uploads in flight (default 8)
+  --concurrency N       uploads in flight (default 16 to S3 and GCS, 8 to a directory)
   --buffer SIZE         memory for chunks being read, compressed and uploaded, like mbuffer -m
                         (default 512MiB; at least two chunks)
   --threads N           compression threads (default: one per core, ${availableParallelism()} here)
@@ -120,7 +120,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   const { values } = parsed;
   const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
-  const concurrency = integerOption(values, 'concurrency', 8, 1, 256);
+  const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const manifestIntervalMs = durationOption(values, 'manifest-interval', 1000);

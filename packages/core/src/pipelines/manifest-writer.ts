@@ -12,9 +12,14 @@ export interface ManifestWriterOptions {
 }
 
 /**
- * Owns the sender's manifest after creation: coalesces progress into at most one write per
- * interval, refreshes the heartbeat when idle, and serialises writes so that each one carries the
- * ETag of the previous (compare-and-swap: a concurrent writer is detected, never overwritten).
+ * Owns the sender's manifest after creation: writes progress at most once per interval, refreshes
+ * the heartbeat when idle, and serialises writes so that each one carries the ETag of the previous
+ * (compare-and-swap: a concurrent writer is detected, never overwritten).
+ *
+ * Progress is written as soon as the interval since the last write has passed, not at the next
+ * tick of a fixed clock: the same number of writes when chunks complete all the time, and a chunk
+ * that completes after a quiet spell is counted at once instead of up to an interval later (every
+ * receiver waits for that count before it may read the chunk).
  */
 export class ManifestWriter {
   #store: ObjectStore;
@@ -24,7 +29,8 @@ export class ManifestWriter {
   #writtenVersion = 0;
   #lastWriteAt = Date.now();
   #writing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: { handle: NodeJS.Timeout; dueAt: number } | undefined;
+  #running = false;
   #options: ManifestWriterOptions;
 
   constructor(store: ObjectStore, created: { manifest: Manifest; etag: string }, options: ManifestWriterOptions) {
@@ -39,19 +45,20 @@ export class ManifestWriter {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.#tick(), this.#options.intervalMs);
-    this.#timer.unref();
+    this.#running = true;
+    this.#schedule();
   }
 
-  /** Records progress; it is written at the next tick. */
+  /** Records progress; it is written once an interval has passed since the last write. */
   set(patch: Partial<Manifest>): void {
     this.#manifest = { ...this.#manifest, ...patch };
     this.#version++;
+    this.#schedule();
   }
 
   /** Stops the timer, waits for a write in progress, then writes `patch` now. */
   async finish(patch: Partial<Manifest>): Promise<void> {
-    clearInterval(this.#timer);
+    this.stop();
     await this.#writing?.catch(() => {});
     this.set(patch);
     // Not cancellable: the final state (complete, or aborted after a failure) must still be written.
@@ -59,17 +66,35 @@ export class ManifestWriter {
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#running = false;
+    this.#clearTimer();
+  }
+
+  /** Arms the timer for the next write that is due: progress one interval, a heartbeat its own period after the last write. */
+  #schedule(): void {
+    if (!this.#running || this.#writing) return;
+    const pending = this.#version !== this.#writtenVersion;
+    const dueAt = this.#lastWriteAt + (pending ? this.#options.intervalMs : this.#options.heartbeatMs);
+    if (this.#timer && this.#timer.dueAt <= dueAt) return;
+    this.#clearTimer();
+    const handle = setTimeout(() => this.#tick(), Math.max(0, dueAt - Date.now()));
+    handle.unref();
+    this.#timer = { handle, dueAt };
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer.handle);
+    this.#timer = undefined;
   }
 
   #tick(): void {
-    if (this.#writing) return;
-    const heartbeatDue = Date.now() - this.#lastWriteAt >= this.#options.heartbeatMs;
-    if (this.#version === this.#writtenVersion && !heartbeatDue) return;
+    this.#timer = undefined;
+    if (!this.#running || this.#writing) return;
     this.#writing = this.#write(this.#options.signal)
       .catch(this.#options.onError)
       .finally(() => {
         this.#writing = undefined;
+        this.#schedule();
       });
   }
 

@@ -114,6 +114,40 @@ describe('requests per chunk', () => {
 });
 
 describe('backpressure', () => {
+  it('behind a live sender, reads the manifest again before it has started every chunk the last one counted, and not while far behind', async () => {
+    const chunks = 40;
+    const counted = 22;
+    const data = randomBytes(chunks * CHUNK, 36);
+    const { store: memory } = await storedStream(data);
+    const complete = await manifestOf(memory);
+    await rewriteManifest(memory, (manifest) => {
+      const { final: _final, ...live } = manifest;
+      return { ...live, state: 'sending', watermark: counted, rawBytes: counted * CHUNK };
+    });
+    const store = new FaultyStore(memory);
+    store.inject({ op: 'get', key: CHUNK_KEYS, delayMs: 100 });
+    const chunkGetsAtManifestReads: number[] = [];
+    store.inject({
+      op: 'get',
+      key: MANIFEST_KEY,
+      before: async () => {
+        chunkGetsAtManifestReads.push(store.count('get', CHUNK_KEYS));
+        // The sender completes the stream as soon as the receiver has looked again.
+        if (chunkGetsAtManifestReads.length === 2) await memory.put(MANIFEST_KEY, encodeManifest(complete));
+      },
+    });
+    const window = 4;
+    const bufferBytes = window * (CHUNK + chunkObjectBound(CHUNK));
+    await receive(receiveOptions(store, new MemorySink(), { bufferBytes, pollIntervalMs: 5 }));
+    const [first, second] = chunkGetsAtManifestReads;
+    expect(first, 'the first read comes before any chunk').toBe(0);
+    // Not while far behind: downloads finish in waves of 4 here (100 ms each), so it looks again
+    // within a wave of having fewer than a window of counted chunks left to start.
+    expect(second).toBeGreaterThanOrEqual(counted - 2 * window);
+    // But before the last counted chunk was started: the next ones are known before the window runs dry.
+    expect(second).toBeLessThan(counted);
+  });
+
   it('a blocked sink stops the downloads once the buffer is full', async () => {
     const chunks = 40;
     const data = randomBytes(chunks * CHUNK, 35);

@@ -260,11 +260,15 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       report();
     };
 
-    // Follows the manifest while the sender is still writing and we have caught up with it.
+    // Follows the manifest while the sender is still writing, once fewer than a window of the
+    // chunks it counts are left to start: the next ones are known before the downloads run dry.
+    // (Waiting until every counted chunk had started left a receiver that was a window behind
+    // idle for up to a poll interval at each catch-up, and learning of a stream's last chunks
+    // seconds after its sender was done.) Far behind, it does not poll at all.
     const poller = (async () => {
       while (manifest.state === 'sending') {
         await sleep(options.pollIntervalMs, undefined, { signal });
-        if (nextFetch >= manifest.watermark) await refresh();
+        if (manifest.watermark - nextFetch < window) await refresh();
       }
     })();
     poller.catch((error: unknown) => abort.abort(error));
