@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MemoryStore } from '@bucketpipe/store-testkit';
+import { FaultyStore, MemoryStore } from '@bucketpipe/store-testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createManifest, MANIFEST_KEY, readManifest } from '../protocol/manifest.js';
 import { CountingStore } from '../store/counting-store.js';
@@ -75,5 +75,20 @@ describe('ManifestWriter', () => {
     expect(writes()).toBe(before + 1);
     expect(errors).toEqual([]);
     expect(await store.get(MANIFEST_KEY)).not.toBeNull();
+  });
+
+  it('reports a failed write once and writes no more until finish()', async () => {
+    const store = new FaultyStore(new MemoryStore());
+    const manifest = sendingManifest();
+    const etag = await createManifest(store, manifest);
+    store.inject({ op: 'put', key: MANIFEST_KEY, fail: 'precondition', times: 1, nth: 1 });
+    const errors: unknown[] = [];
+    const writer = new ManifestWriter(store, { manifest, etag }, { intervalMs: 5, heartbeatMs: 5, onError: (error) => errors.push(error) });
+    running = writer;
+    writer.start();
+    writer.set({ watermark: 1 });
+    await sleep(100);
+    expect(errors).toHaveLength(1);
+    expect(store.count('put', MANIFEST_KEY)).toBe(2); // the create and the failed write
   });
 });

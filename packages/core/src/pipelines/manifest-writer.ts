@@ -90,12 +90,18 @@ export class ManifestWriter {
   #tick(): void {
     this.#timer = undefined;
     if (!this.#running || this.#writing) return;
-    this.#writing = this.#write(this.#options.signal)
-      .catch(this.#options.onError)
-      .finally(() => {
+    this.#writing = this.#write(this.#options.signal).then(
+      () => {
         this.#writing = undefined;
         this.#schedule();
-      });
+      },
+      (error: unknown) => {
+        // Retried already: the sender fails now, and only finish() writes again.
+        this.#writing = undefined;
+        this.#running = false;
+        this.#options.onError(error);
+      },
+    );
   }
 
   async #write(signal: AbortSignal | undefined): Promise<void> {
