@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -14,6 +14,7 @@ import {
   type StoredObject,
   StoreError,
 } from '@bucketpipe/core';
+import { DIRECT_IO_ALIGNMENT, mayBeAligned, openDirect, readAligned, writeAlignedPrefix } from './direct-io.js';
 import { isErrno, toStoreError } from './errors.js';
 
 export interface FsStoreOptions {
@@ -21,6 +22,11 @@ export interface FsStoreOptions {
   durable?: boolean;
   /** A compare-and-swap lock older than this is taken to belong to a dead process (default 10 s). */
   staleLockMs?: number;
+  /**
+   * Move the whole blocks of page-aligned buffers with O_DIRECT, around the page cache (default
+   * true; off by itself where the file system refuses it).
+   */
+  directIo?: boolean;
 }
 
 const TEMP_PREFIX = '.tmp-';
@@ -37,6 +43,7 @@ export class FsStore implements ObjectStore {
   readonly description: string;
   #durable: boolean;
   #staleLockMs: number;
+  #directIo: boolean;
   #knownDirs = new Set<string>();
 
   constructor(root: string, options: FsStoreOptions = {}) {
@@ -44,6 +51,7 @@ export class FsStore implements ObjectStore {
     this.description = `file://${root}`;
     this.#durable = options.durable ?? true;
     this.#staleLockMs = options.staleLockMs ?? 10_000;
+    this.#directIo = options.directIo ?? true;
   }
 
   /** Checks that the parent of the stream directory exists, the way a bucket must exist. */
@@ -113,11 +121,20 @@ export class FsStore implements ObjectStore {
       const end = Math.min(options.range?.end ?? info.size, info.size);
       const length = Math.max(0, end - start);
       // The caller's buffer, or one of its own (not Node's shared pool), so that it can be handed to a worker.
-      const body =
-        options.into !== undefined && options.into.length >= length
-          ? options.into.subarray(0, length)
-          : new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+      const into = options.into !== undefined && options.into.length >= length ? options.into : undefined;
+      const body = into ? into.subarray(0, length) : new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       let read = 0;
+      // Only into the caller's buffer: a pool's reused buffer may be aligned, one allocated here never is.
+      if (into && this.#directIo && start % DIRECT_IO_ALIGNMENT === 0 && mayBeAligned(body)) {
+        const direct = await this.#openDirect(path, 'read');
+        if (direct) {
+          try {
+            read = await readAligned(direct, into, start, length);
+          } finally {
+            await direct.close();
+          }
+        }
+      }
       while (read < length) {
         const { bytesRead } = await handle.read(body, read, length - read, start + read);
         if (bytesRead === 0) break;
@@ -212,12 +229,25 @@ export class FsStore implements ObjectStore {
   }
 
   async #writeTemp(temp: string, body: Uint8Array, key: string): Promise<string> {
-    let handle: Awaited<ReturnType<typeof open>> | undefined;
+    let handle: FileHandle | undefined;
     try {
-      handle = await open(temp, 'wx');
       let written = 0;
+      let created = false;
+      if (this.#directIo && mayBeAligned(body)) {
+        const direct = await this.#openDirect(temp, 'write');
+        created = true; // even a refused O_DIRECT open may have created the file
+        if (direct) {
+          try {
+            written = await writeAlignedPrefix(direct, body);
+          } finally {
+            await direct.close();
+          }
+        }
+      }
+      // The tail that is not a whole block (or everything, when O_DIRECT was refused) goes through the page cache.
+      handle = await open(temp, created ? 'r+' : 'wx');
       while (written < body.length) {
-        const { bytesWritten } = await handle.write(body, written, body.length - written);
+        const { bytesWritten } = await handle.write(body, written, body.length - written, written);
         written += bytesWritten;
       }
       if (this.#durable) await handle.sync();
@@ -227,6 +257,13 @@ export class FsStore implements ObjectStore {
     } finally {
       await handle?.close();
     }
+  }
+
+  /** An O_DIRECT handle, or undefined once the file system has refused one (then never tried again). */
+  async #openDirect(path: string, purpose: 'read' | 'write'): Promise<FileHandle | undefined> {
+    const handle = await openDirect(path, purpose);
+    if (!handle) this.#directIo = false;
+    return handle;
   }
 
   async #linkNew(temp: string, path: string, key: string): Promise<void> {

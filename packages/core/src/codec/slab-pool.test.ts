@@ -37,7 +37,7 @@ describe('SlabPool', () => {
     }
   });
 
-  it('hands out at most maxSlabs slabs, each its own SharedArrayBuffer of slabSize', () => {
+  it('hands out at most maxSlabs slabs of slabSize, each starting on its own 64 KiB page of shared memory', () => {
     const pool = new SlabPool(1000, 2);
     const a = pool.tryAcquire();
     const b = pool.tryAcquire();
@@ -46,11 +46,37 @@ describe('SlabPool', () => {
     expect(pool.available).toBe(0);
     for (const slab of [a, b]) {
       expect(slab?.length).toBe(1000);
-      expect(slab?.byteOffset).toBe(0);
-      expect(slab?.buffer.byteLength).toBe(1000);
+      expect((slab?.byteOffset ?? 1) % 65_536).toBe(0);
       expect(slab?.buffer).toBeInstanceOf(SharedArrayBuffer);
     }
-    expect(a?.buffer).not.toBe(b?.buffer);
+    expect(a?.byteOffset).not.toBe(b?.byteOffset);
+    a?.fill(1);
+    expect(b?.every((byte) => byte === 0)).toBe(true); // disjoint
+  });
+
+  it('takes back each slab by any view of it, including views held from before the memory grew', () => {
+    const pool = new SlabPool(70_000, 3); // two WebAssembly pages apart
+    const a = pool.tryAcquire();
+    const b = pool.tryAcquire();
+    const c = pool.tryAcquire();
+    if (!a || !b || !c) throw new Error('no slab');
+    pool.release(b.subarray(100, 200));
+    pool.release(a.subarray(69_999));
+    expect(pool.inUse).toBe(1);
+    expect(pool.tryAcquire()).toBe(a); // the most recently released first
+    expect(pool.tryAcquire()).toBe(b);
+    expect(() => pool.release(b.subarray(0, 1))).not.toThrow();
+    expect(() => pool.release(b)).toThrow('slab released twice');
+  });
+
+  it('refuses a view into the padding between two slabs', () => {
+    const pool = new SlabPool(70_000, 2);
+    const a = pool.tryAcquire();
+    if (!a) throw new Error('no slab');
+    pool.tryAcquire();
+    expect(() => pool.release(new Uint8Array(a.buffer, 70_000, 10))).toThrow('released buffer is not a slab of this pool');
+    expect(() => pool.release(new Uint8Array(a.buffer, 69_990, 20))).toThrow('released buffer is not a slab of this pool');
+    expect(pool.inUse).toBe(2);
   });
 
   it('reuses released slabs instead of allocating', () => {
@@ -136,6 +162,10 @@ describe('SlabPool', () => {
     pool.tryAcquire();
     expect(() => pool.release(new Uint8Array(32))).toThrow(TypeError);
     expect(() => pool.release(new Uint8Array(128).subarray(0, 64))).toThrow('released buffer is not a slab of this pool');
+    expect(() => pool.release(new Uint8Array(new SharedArrayBuffer(64)))).toThrow('released buffer is not a slab of this pool');
+    const other = new SlabPool(64, 1).tryAcquire();
+    if (!other) throw new Error('no slab');
+    expect(() => pool.release(other)).toThrow('released buffer is not a slab of this pool');
     expect(pool.inUse).toBe(1);
   });
 });
