@@ -45,11 +45,17 @@ export function storeOpenOptions(values: ParsedCommandLine['values'], extra: Sto
     s3Region: stringOption(values, 's3-region'),
     gcsEndpoint: stringOption(values, 'gcs-endpoint'),
     allowUnconditionalWrites: values['unsafe-unconditional-writes'] === true,
+    // The directory store's O_DIRECT chunk I/O (docs/OPERATIONS.md, "Directory store"): on unless turned off.
+    directIo: !falsy(env.BUCKETPIPE_DIRECT_IO),
   };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function falsy(value: string | undefined): boolean {
+  return value !== undefined && /^(0|false|no|off)$/i.test(value.trim());
 }
 
 function truthy(value: string | undefined): boolean {

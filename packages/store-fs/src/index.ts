@@ -7,6 +7,6 @@ export { FsStore, type FsStoreOptions };
 export function registerFsStore(): void {
   registerStoreFactory('file', async (location, options) => {
     if (!('path' in location)) throw new TypeError('file store needs a path location');
-    return FsStore.open(location.path, { durable: options.fsync !== false });
+    return FsStore.open(location.path, { durable: options.fsync !== false, directIo: options.directIo !== false });
   });
 }
