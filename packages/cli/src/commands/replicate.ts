@@ -5,6 +5,7 @@ import {
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
   defaultMissingChunkPolicy,
+  defaultSenderBuffer,
   formatBytes,
   MAX_CHUNK_SIZE,
   MAX_LEVEL,
@@ -79,7 +80,9 @@ options:
   --chunk-size SIZE     raw bytes per chunk object (default 16MiB; ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)})
   --level N             zstd level, ${MIN_LEVEL}..${MAX_LEVEL} (default ${DEFAULT_LEVEL})
   --concurrency N       uploads in flight (default 16 to S3 and GCS, 8 to a directory)
-  --buffer SIZE         memory for chunks being read, compressed and uploaded (default 512MiB)
+  --buffer SIZE         memory for chunks being read, compressed and uploaded (default 512MiB,
+                        more with many cores: enough for every thread and upload to be busy,
+                        up to 1.5GiB)
   --threads N           compression threads (default: one per core, ${availableParallelism()} here)
   --manifest-interval D how often a stream's manifest is rewritten with progress (default 1s)
   --rate RATE           pace the uploads (200MB/s, 1Gbit/s)
@@ -222,8 +225,8 @@ async function runReplicateSend(argv: string[], log: Log): Promise<number> {
   const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
   const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
-  const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
+  const bufferBytes = sizeOption(values, 'buffer', defaultSenderBuffer(chunkSize, concurrency, threads));
   const everyMs = durationOption(values, 'every', DEFAULT_EVERY_MS);
   const keep = integerOption(values, 'keep', DEFAULT_KEEP, 0, 1_000_000);
   const pollMs = durationOption(values, 'poll-interval', 1000);

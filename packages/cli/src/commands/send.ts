@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
 import {
   CodecPool,
-  DEFAULT_BUFFER_BYTES,
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
+  defaultSenderBuffer,
   formatBytes,
   MAX_CHUNK_SIZE,
   MAX_LEVEL,
@@ -50,7 +50,8 @@ options:
   --level N             zstd level, ${MIN_LEVEL}..${MAX_LEVEL} (default ${DEFAULT_LEVEL}: fast, about 2.7x on database files)
   --concurrency N       uploads in flight (default 16 to S3 and GCS, 8 to a directory)
   --buffer SIZE         memory for chunks being read, compressed and uploaded, like mbuffer -m
-                        (default 512MiB; at least two chunks)
+                        (default 512MiB, more with many cores: enough for every thread and
+                        upload to be busy, up to 1.5GiB; at least two chunks)
   --threads N           compression threads (default: one per core, ${availableParallelism()} here)
   --manifest-interval D how often the manifest is rewritten with progress (default 1s)
   --rate RATE           pace the uploads to RATE of stored bytes, smoothly: 200MB/s, 50MiB/s,
@@ -121,8 +122,8 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
   const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
-  const bufferBytes = sizeOption(values, 'buffer', DEFAULT_BUFFER_BYTES);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
+  const bufferBytes = sizeOption(values, 'buffer', defaultSenderBuffer(chunkSize, concurrency, threads));
   const manifestIntervalMs = durationOption(values, 'manifest-interval', 1000);
   const rate = rateOption(values);
   const takeover = values.takeover === true;

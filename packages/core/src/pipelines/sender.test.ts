@@ -4,11 +4,12 @@ import { describe, expect, it, vi } from 'vitest';
 import { chunkObjectBound } from '../codec/codec.js';
 import { SourceFailedError, StreamConflictError } from '../errors.js';
 import { chunkKey } from '../protocol/chunk.js';
+import { DEFAULT_BUFFER_BYTES } from '../protocol/limits.js';
 import { MANIFEST_KEY, type Manifest, parseManifest } from '../protocol/manifest.js';
 import { StoreError } from '../store/store.js';
 import { background, CHUNK, digestOf, fastRetry, manifestOf, pipelineTestKit, same } from './pipeline-test-kit.js';
 import { receive } from './receiver.js';
-import { send } from './sender.js';
+import { defaultSenderBuffer, MAX_DEFAULT_SENDER_BUFFER, send, senderSlabs } from './sender.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
 // so that the StoreError it throws is the class the pipelines under test check with instanceof.
@@ -452,5 +453,30 @@ describe('memory and parallelism', () => {
       code: 'BP_BUFFER_TOO_SMALL',
     });
     expect(store.requests).toEqual([]);
+  });
+});
+
+describe('the default buffer', () => {
+  const MiB = 2 ** 20;
+  it('stays 512 MiB where that keeps every thread and upload busy (2 cores, 16 MiB chunks)', () => {
+    expect(defaultSenderBuffer(16 * MiB, 8, 2)).toBe(DEFAULT_BUFFER_BYTES);
+    expect(defaultSenderBuffer(16 * MiB, 16, 2)).toBe(DEFAULT_BUFFER_BYTES);
+  });
+
+  it('grows with the threads, so that each compresses a chunk while every upload is in flight', () => {
+    const machines: Array<[number, number]> = [
+      [8, 16],
+      [16, 16],
+      [16, 24],
+    ];
+    for (const [concurrency, threads] of machines) {
+      const slabs = senderSlabs(defaultSenderBuffer(16 * MiB, concurrency, threads), 16 * MiB);
+      expect(slabs, `${concurrency} uploads, ${threads} threads`).toBeGreaterThanOrEqual(concurrency + 2 * threads + threads / 2 + 1);
+    }
+  });
+
+  it('takes at most 1.5 GiB by itself, and never less than two chunks', () => {
+    expect(defaultSenderBuffer(16 * MiB, 16, 256)).toBe(MAX_DEFAULT_SENDER_BUFFER);
+    expect(senderSlabs(defaultSenderBuffer(1024 * MiB, 256, 256), 1024 * MiB)).toBe(2);
   });
 });

@@ -7,7 +7,7 @@ import { SlabPool } from '../codec/slab-pool.js';
 import { IntegrityError, UsageError } from '../errors.js';
 import { chunkKey } from '../protocol/chunk.js';
 import type { EncryptionKey, StreamKeys } from '../protocol/encryption.js';
-import { assertChunkSize, MAX_LEVEL, MIN_LEVEL } from '../protocol/limits.js';
+import { assertChunkSize, DEFAULT_BUFFER_BYTES, MAX_LEVEL, MIN_LEVEL } from '../protocol/limits.js';
 import {
   createManifest,
   MANIFEST_FORMAT,
@@ -353,6 +353,21 @@ async function createStream(options: SendOptions): Promise<{ stream: VersionedMa
  */
 export function senderSlabs(bufferBytes: number, chunkSize: number): number {
   return Math.floor(bufferBytes / chunkObjectBound(chunkSize));
+}
+
+/** The most memory the default --buffer takes by itself, whatever the number of cores (1.5 GiB). */
+export const MAX_DEFAULT_SENDER_BUFFER = 1536 * 1024 * 1024;
+
+/**
+ * The default --buffer: 512 MiB, or more on a machine with many codec threads, where 512 MiB of
+ * 16 MiB slabs cannot keep them all busy (16 threads compressing hold 32 slabs). Enough for every
+ * upload in flight, every thread compressing a chunk and one more chunk read for every other
+ * thread, up to MAX_DEFAULT_SENDER_BUFFER: beyond that, memory is the operator's call.
+ */
+export function defaultSenderBuffer(chunkSize: number, concurrency: number, threads: number): number {
+  const slabs = concurrency + 2 * threads + Math.ceil(threads / 2) + 1;
+  const wanted = Math.max(DEFAULT_BUFFER_BYTES, slabs * chunkObjectBound(chunkSize));
+  return Math.max(Math.min(wanted, MAX_DEFAULT_SENDER_BUFFER), minimumBuffer(chunkSize));
 }
 
 /** The smallest --buffer that works with `chunkSize`: two slabs. */
