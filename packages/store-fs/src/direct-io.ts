@@ -23,8 +23,9 @@ export function mayBeAligned(view: Uint8Array): boolean {
 }
 
 /**
- * Opens `path` with O_DIRECT (creating it for `write`, which it must not exist for), or returns undefined where the file system
- * refuses O_DIRECT (EINVAL: tmpfs on older kernels, some FUSE and network file systems).
+ * Opens `path` with O_DIRECT (for `write`, creating it: it must not exist yet), or returns
+ * undefined where the file system refuses O_DIRECT (EINVAL: tmpfs on older kernels, some FUSE
+ * and network file systems).
  */
 export async function openDirect(path: string, purpose: 'read' | 'write'): Promise<FileHandle | undefined> {
   const flags = purpose === 'write' ? constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL : constants.O_RDONLY;
