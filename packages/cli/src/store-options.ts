@@ -41,12 +41,12 @@ export function storeOpenOptions(values: ParsedCommandLine['values'], extra: Sto
   return {
     ...extra,
     s3Endpoint: stringOption(values, 's3-endpoint') ?? nonEmpty(env.BUCKETPIPE_S3_ENDPOINT),
-    s3PathStyle: values['s3-path-style'] === true || truthy(env.BUCKETPIPE_S3_PATH_STYLE),
+    s3PathStyle: values['s3-path-style'] === true || envSwitch(env.BUCKETPIPE_S3_PATH_STYLE) === true,
     s3Region: stringOption(values, 's3-region'),
     gcsEndpoint: stringOption(values, 'gcs-endpoint'),
     allowUnconditionalWrites: values['unsafe-unconditional-writes'] === true,
     // The directory store's O_DIRECT chunk I/O (docs/OPERATIONS.md, "Directory store"): on unless turned off.
-    directIo: !falsy(env.BUCKETPIPE_DIRECT_IO),
+    directIo: envSwitch(env.BUCKETPIPE_DIRECT_IO) !== false,
   };
 }
 
@@ -54,10 +54,10 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-function falsy(value: string | undefined): boolean {
-  return value !== undefined && /^(0|false|no|off)$/i.test(value.trim());
-}
-
-function truthy(value: string | undefined): boolean {
-  return value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+/** An environment switch: true for 1/true/yes/on, false for 0/false/no/off, else undefined. */
+function envSwitch(value: string | undefined): boolean | undefined {
+  const word = value?.trim() ?? '';
+  if (/^(1|true|yes|on)$/i.test(word)) return true;
+  if (/^(0|false|no|off)$/i.test(word)) return false;
+  return undefined;
 }

@@ -232,20 +232,20 @@ export class FsStore implements ObjectStore {
     let handle: FileHandle | undefined;
     try {
       let written = 0;
-      let created = false;
+      let flags = 'wx';
       if (this.#directIo && mayBeAligned(body)) {
         const direct = await this.#openDirect(temp, 'write');
-        created = true; // even a refused O_DIRECT open may have created the file
         if (direct) {
+          flags = 'r+';
           try {
             written = await writeAlignedPrefix(direct, body);
           } finally {
             await direct.close();
           }
-        }
+        } else flags = 'w'; // a refused O_DIRECT open may or may not have created the file (its name is ours alone)
       }
       // The tail that is not a whole block (or everything, when O_DIRECT was refused) goes through the page cache.
-      handle = await open(temp, created ? 'r+' : 'wx');
+      handle = await open(temp, flags);
       while (written < body.length) {
         const { bytesWritten } = await handle.write(body, written, body.length - written, written);
         written += bytesWritten;
