@@ -71,7 +71,7 @@ describe('bad input: a clear one-line error, a non-zero exit, and no wrong byte 
     await writeFile(chunk(stream, 3), bytes);
     const { result, written } = await receiveToFile(stream, 'flipped.out');
     expect(result.code).toBe(5);
-    expect(errorLine(result.stderr)).toMatch(/chunk chunks\/000000000003 failed its payload SHA-256 check .*BP_CHUNK_CHECKSUM/);
+    expect(errorLine(result.stderr)).toMatch(/chunk chunks\/000000000003 failed its payload CRC-32 check .*BP_CHUNK_CHECKSUM/);
     expectCleanPrefix(written, 3);
   });
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -64,6 +64,26 @@ describe('send and receive through a directory, as separate processes', () => {
     const received = await run(['receive', stream, ...fast]);
     expect(received.code, received.stderr).toBe(0);
     expect(received.stdout).toBe('a short stream');
+  });
+
+  it('writes chunk format 1 when asked to (--chunk-version 1, for older readers) and reads it back like format 2', async () => {
+    const stream = join(suite.dir, 'chunk-v1');
+    const sent = await run(['send', stream, ...fastSend, '--chunk-version', '1', '--', 'cat', suite.input]);
+    expect(sent.code, sent.stderr).toBe(0);
+    const versionOf = async (dir: string, index: number) =>
+      (await readFile(join(dir, 'chunks', String(index).padStart(12, '0')))).readUInt16LE(12);
+    expect([await versionOf(stream, 0), await versionOf(stream, 63)]).toEqual([1, 1]);
+    expect(await versionOf(join(suite.dir, 'together'), 0)).toBe(2); // the default, from the first test
+    const { done: received, path } = await receiveInto(stream, 'chunk-v1.out');
+    const result = await received;
+    expect(result.code, result.stderr).toBe(0);
+    expect(await sha256File(path)).toBe(suite.sha256);
+    const { stdout } = await execFileAsync('sh', ['-c', `cat "${stream}"/chunks/* | zstd -d -q | sha256sum`], { maxBuffer: 1024 });
+    expect(stdout.split(' ')[0]).toBe(suite.sha256);
+
+    const refused = await run(['send', join(suite.dir, 'chunk-v3'), '--chunk-version', '3', '--', 'printf', 'x']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--chunk-version/);
   });
 
   it('works with the receiver started first, waiting for the stream to appear', async () => {

@@ -12,12 +12,14 @@ const key = (index: number) => `chunks/${String(index).padStart(12, '0')}`;
 
 /**
  * The chunk object with `extra` appended to its payload and its header made consistent again
- * (payload length, payload SHA-256, CRC), as FORMAT §2.1 lays them out.
+ * (payload length, payload check, CRC), as FORMAT §2.1 lays them out: v1 the payload's SHA-256,
+ * v2 its CRC-32.
  */
 function withBytesAfterPayload(object: Buffer, extra: Uint8Array): Buffer {
   const forged = Buffer.concat([object, extra]);
   forged.writeBigUInt64LE(BigInt(forged.length - 128), 48);
-  createHash('sha256').update(forged.subarray(128)).digest().copy(forged, 88);
+  if (forged.readUInt16LE(12) === 1) createHash('sha256').update(forged.subarray(128)).digest().copy(forged, 88);
+  else forged.writeUInt32LE(crc32(forged.subarray(128)), 88);
   forged.writeUInt32LE(crc32(forged.subarray(8, 124)), 124);
   return forged;
 }
@@ -51,7 +53,7 @@ describe('bucketpipe verify', () => {
     expect(result.code, result.stderr).toBe(5);
     const lines = result.stdout.trim().split('\n');
     expect(lines).toEqual([
-      `chunk ${key(2)} failed its payload SHA-256 check (altered or damaged in the store) [BP_CHUNK_CHECKSUM]`,
+      `chunk ${key(2)} failed its payload CRC-32 check (altered or damaged in the store) [BP_CHUNK_CHECKSUM]`,
       expect.stringMatching(new RegExp(`^chunk ${key(6)} is corrupt: truncated: .*\\[BP_CHUNK_CORRUPT\\]$`)),
       expect.stringMatching(new RegExp(`^chunk ${key(7)} is missing from .*\\[BP_CHUNK_MISSING\\]$`)),
       expect.stringMatching(/^FAILED: 3 of 9 chunks bad; stream digest not checked/),

@@ -23,7 +23,7 @@ export const relayHelp = `usage: bucketpipe relay <from-url> <to-url> [options]
 
 Follows the stream at <from-url> while it is being written and copies its objects verbatim (no
 recompression) to <to-url>, e.g. from S3 to Google Cloud Storage in real time. Every chunk's header
-and payload SHA-256 are checked on the way; the destination's manifest is only ever written after
+and payload checksum are checked on the way; the destination's manifest is only ever written after
 every chunk it counts is there, so receivers can follow the destination as it fills. Resumable: a
 restarted relay carries on from the destination's manifest. Exits 0 when the source stream is
 complete and fully copied.

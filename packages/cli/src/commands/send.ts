@@ -1,10 +1,12 @@
 import { availableParallelism } from 'node:os';
 import {
+  type ChunkVersion,
   CodecPool,
   DEFAULT_LEVEL,
   DEFAULT_STALE_AFTER_MS,
   defaultSenderBuffer,
   formatBytes,
+  LATEST_CHUNK_VERSION,
   MAX_CHUNK_SIZE,
   MAX_LEVEL,
   MIN_CHUNK_SIZE,
@@ -49,6 +51,8 @@ options:
   --chunk-size SIZE     raw bytes per chunk object (default 16MiB; ${formatBytes(MIN_CHUNK_SIZE)} to ${formatBytes(MAX_CHUNK_SIZE)})
   --level N             zstd level, ${MIN_LEVEL}..${MAX_LEVEL} (default ${DEFAULT_LEVEL}: fast, about 2.7x on database files)
   --concurrency N       uploads in flight (default 16 to S3 and GCS, 8 to a directory)
+  --chunk-version N     chunk format to write (default ${LATEST_CHUNK_VERSION}); 1 for receivers, relays and verify
+                        of bucketpipe before format 2, which refuse version 2 chunks ("upgrade bucketpipe")
   --buffer SIZE         memory for chunks being read, compressed and uploaded, like mbuffer -m
                         (default 512MiB, more with many cores: enough for every thread and
                         upload to be busy, up to 1.5GiB; at least two chunks)
@@ -98,6 +102,7 @@ example:
 const spec: OptionSpec = {
   'chunk-size': { type: 'string' },
   level: { type: 'string' },
+  'chunk-version': { type: 'string' },
   concurrency: { type: 'string' },
   buffer: { type: 'string' },
   threads: { type: 'string' },
@@ -121,6 +126,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
   const { values } = parsed;
   const chunkSize = chunkSizeOption(values);
   const level = integerOption(values, 'level', DEFAULT_LEVEL, MIN_LEVEL, MAX_LEVEL);
+  const chunkVersion = integerOption(values, 'chunk-version', LATEST_CHUNK_VERSION, 1, LATEST_CHUNK_VERSION) as ChunkVersion;
   const concurrency = integerOption(values, 'concurrency', defaultConcurrency(url), 1, 256);
   const threads = integerOption(values, 'threads', availableParallelism(), 1, 256);
   const bufferBytes = sizeOption(values, 'buffer', defaultSenderBuffer(chunkSize, concurrency, threads));
@@ -155,6 +161,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
       sourceExit: source.exit,
       chunkSize,
       level,
+      chunkVersion,
       concurrency,
       bufferBytes,
       manifestIntervalMs,

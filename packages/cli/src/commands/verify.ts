@@ -11,7 +11,7 @@ import { openStreamStore } from '../stores.js';
 export const verifyHelp = `usage: bucketpipe verify <stream-url> [options]
 
 Checks a whole stream where it is stored, writing nothing: reads and fully decodes every chunk the
-manifest counts (header, stream id, index, length, payload SHA-256, decryption, decompression, raw
+manifest counts (header, stream id, index, length, payload checksum, decryption, decompression, raw
 digest),
 finds missing chunks and stray objects under chunks/, and for a complete stream compares the
 stream digest with the manifest's. Reports every bad chunk, one line each, then a verdict.

@@ -3,7 +3,7 @@ import { crc32 } from 'node:zlib';
 import { partlyCompressibleBytes } from '@bucketpipe/store-testkit';
 import { describe, expect, it } from 'vitest';
 import { ExitCode, IntegrityError } from '../errors.js';
-import { authenticatedHeaderBytes, ChunkFlag, HEADER_FRAME_LENGTH, readChunk } from '../protocol/chunk.js';
+import { authenticatedHeaderBytes, ChunkFlag, HEADER_FRAME_LENGTH, payloadCheckOf, readChunk } from '../protocol/chunk.js';
 import { ENCRYPTION_OVERHEAD, EncryptionKey, NONCE_LENGTH, type StreamKeys, sealPayload } from '../protocol/encryption.js';
 import { streamIdToBytes } from '../protocol/stream-id.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
@@ -30,7 +30,7 @@ const at = {
   rawLength: 8 + 32,
   payloadLength: 8 + 40,
   rawDigest: 8 + 48,
-  payloadSha256: 8 + 80,
+  payloadCheck: 8 + 80,
   crc: 8 + 116,
 };
 
@@ -91,9 +91,10 @@ function fixCrc(object: Uint8Array): Uint8Array {
   return object;
 }
 
-/** What an attacker with write access but no key does after editing: payload SHA-256 and CRC recomputed. */
+/** What an attacker with write access but no key does after editing: payload check and CRC recomputed. */
 function fixChecksums(object: Uint8Array): Uint8Array {
-  object.set(sha256(object.subarray(HEADER_FRAME_LENGTH)), at.payloadSha256);
+  const { header, payload } = readChunk(fixCrc(object), 'k');
+  object.set(payloadCheckOf(header.version, payload), at.payloadCheck);
   return fixCrc(object);
 }
 
@@ -136,7 +137,7 @@ describe('ChunkCodec.encode with keys', () => {
     expect(frame.equals(readChunk(plainObject, 'k').payload)).toBe(true);
   });
 
-  it('puts HMAC-SHA256(digest key, raw) in the header, not SHA-256, and returns it; the payload SHA-256 covers the encrypted payload', () => {
+  it('puts HMAC-SHA256(digest key, raw) in the header, not SHA-256, and returns it; the payload check covers the encrypted payload', () => {
     const out = new Uint8Array(chunkObjectBound(raw.length));
     const result = codec.encode({ kind: 'encode', raw, rawLength: raw.length, out, streamId, index: INDEX, level: 1, keys });
     const { header, payload } = readChunk(out.subarray(0, result.objectLength), 'k');
@@ -146,7 +147,7 @@ describe('ChunkCodec.encode with keys', () => {
     expect(Buffer.from(header.rawDigest).equals(sha256(raw))).toBe(false);
     expect(Buffer.from(header.rawDigest).equals(hmac(keys.cipherKey, raw))).toBe(false);
     expect(Buffer.from(header.rawDigest).equals(hmac(keys.streamDigestKey, raw))).toBe(false);
-    expect(Buffer.from(header.payloadSha256).equals(sha256(payload))).toBe(true);
+    expect(Buffer.from(header.payloadCheck).equals(payloadCheckOf(header.version, payload))).toBe(true);
     // The SHA-256 of the raw bytes appears nowhere in the object.
     expect(Buffer.from(out.subarray(0, result.objectLength)).includes(sha256(raw))).toBe(false);
   });
@@ -182,7 +183,7 @@ describe('ChunkCodec.encode with keys', () => {
     expect(plainObject[at.flags]).toBe(0);
     expect(Buffer.from(header.rawDigest).equals(sha256(raw))).toBe(true);
     expect([...payload.subarray(0, 4)]).toEqual(ZSTD_MAGIC);
-    expect(Buffer.from(header.payloadSha256).equals(sha256(payload))).toBe(true);
+    expect(Buffer.from(header.payloadCheck).equals(payloadCheckOf(header.version, payload))).toBe(true);
     // Deterministic: two plain encodes are byte-identical (no nonce sneaked in).
     expect(Buffer.from(encode(raw)).equals(plainObject)).toBe(true);
     const decoded = codec.decode(decodeJob(plainObject, { keys: undefined }));
@@ -222,7 +223,7 @@ describe('ChunkCodec.decode with keys', () => {
     expect(error.message).toMatch(/raw HMAC-SHA256 check after decompression/);
   });
 
-  it('a ciphertext, nonce or tag byte altered with the payload SHA-256 and the CRC recomputed (BP_CHUNK_AUTH)', () => {
+  it('a ciphertext, nonce or tag byte altered with the payload check and the CRC recomputed (BP_CHUNK_AUTH)', () => {
     const payloadLength = encrypted.length - HEADER_FRAME_LENGTH;
     for (const offset of [0, 11, 12, 13, payloadLength >> 1, payloadLength - 17, payloadLength - 16, payloadLength - 1]) {
       const forged = fixChecksums(flip(encrypted, HEADER_FRAME_LENGTH + offset));
@@ -232,11 +233,11 @@ describe('ChunkCodec.decode with keys', () => {
     }
   });
 
-  it('the same altered byte without recomputing the payload SHA-256 is caught first by it (BP_CHUNK_CHECKSUM), also where a receiver defers that check for plaintext', () => {
+  it('the same altered byte without recomputing the payload check is caught first by it (BP_CHUNK_CHECKSUM), also where a receiver defers that check for plaintext', () => {
     for (const deferPayloadCheck of [false, true]) {
       const error = decodeError(decodeJob(flip(encrypted, HEADER_FRAME_LENGTH + 40), { deferPayloadCheck }));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
-      expect(error.message).toMatch(/payload SHA-256/);
+      expect(error.message).toMatch(/payload CRC-32/);
     }
   });
 
@@ -341,7 +342,7 @@ describe('ChunkCodec.decode with keys', () => {
     expect(decodeError(decodeJob(fixCrc(flagged))).code).toBe('BP_CHUNK_AUTH');
   });
 
-  it('the flag against the stream comes right after the index (FORMAT §3 step 11): before the raw length and the payload SHA-256', () => {
+  it('the flag against the stream comes right after the index (FORMAT §3 step 11): before the raw length and the payload check', () => {
     const damaged = (object: Uint8Array) => flip(object, object.length - 1);
     expect(decodeError(decodeJob(damaged(plainObject), { rawLength: 1 })).code).toBe('BP_CHUNK_NOT_ENCRYPTED');
     expect(decodeError(decodeJob(damaged(encrypted), { rawLength: 1, keys: undefined })).code).toBe('BP_CHUNK_ENCRYPTED');

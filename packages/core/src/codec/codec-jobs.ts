@@ -1,3 +1,4 @@
+import type { ChunkVersion } from '../protocol/chunk.js';
 import type { StreamKeys } from '../protocol/encryption.js';
 
 /** Messages between the main thread and codec workers. Buffers travel by transfer, never by copy. */
@@ -14,6 +15,8 @@ export interface EncodeJob {
   level: number;
   /** Present for an encrypted stream. */
   keys?: StreamKeys;
+  /** The chunk format version to write; the latest when absent. */
+  chunkVersion?: ChunkVersion;
 }
 
 export interface EncodeResult {

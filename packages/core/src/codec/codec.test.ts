@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import { partlyCompressibleBytes } from '@bucketpipe/store-testkit';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, IntegrityError } from '../errors.js';
-import { HEADER_FRAME_LENGTH, readChunk } from '../protocol/chunk.js';
+import { ChunkVersion, HEADER_FRAME_LENGTH, payloadCheckName, payloadCheckOf, readChunk } from '../protocol/chunk.js';
 import { streamIdToBytes } from '../protocol/stream-id.js';
 import { ChunkCodec, chunkObjectBound } from './codec.js';
 import type { DecodeJob } from './codec-jobs.js';
@@ -18,9 +18,9 @@ const CHUNK_SIZE = 64 * 1024;
 
 const codec = new ChunkCodec();
 
-function encode(raw: Uint8Array, index = 3, level = 1): Uint8Array {
+function encode(raw: Uint8Array, index = 3, level = 1, chunkVersion?: ChunkVersion): Uint8Array {
   const out = new Uint8Array(chunkObjectBound(raw.length));
-  const result = codec.encode({ kind: 'encode', raw, rawLength: raw.length, out, streamId, index, level });
+  const result = codec.encode({ kind: 'encode', raw, rawLength: raw.length, out, streamId, index, level, chunkVersion });
   expect(result.out).toBe(out);
   expect(result.raw).toBe(raw);
   expect(Buffer.from(result.rawDigest).toString('hex')).toBe(createHash('sha256').update(raw).digest('hex'));
@@ -62,14 +62,20 @@ function fixCrc(object: Uint8Array): Uint8Array {
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest();
 
-/** The chunk with another payload, its length, payload SHA-256 and CRC made consistent with it. */
+/** The payload check of a chunk's version recomputed over its payload, as someone who edited the payload would. */
+function fixPayloadCheck(object: Uint8Array): Uint8Array {
+  const { header, payload } = readChunk(fixCrc(object), 'k');
+  object.set(payloadCheckOf(header.version, payload), 8 + 80);
+  return fixCrc(object);
+}
+
+/** The chunk with another payload, its length, payload check and CRC made consistent with it. */
 function withPayload(object: Uint8Array, payload: Uint8Array): Uint8Array {
   const forged = new Uint8Array(HEADER_FRAME_LENGTH + payload.length);
   forged.set(object.subarray(0, HEADER_FRAME_LENGTH));
   forged.set(payload, HEADER_FRAME_LENGTH);
   new DataView(forged.buffer).setBigUint64(8 + 40, BigInt(payload.length), true);
-  forged.set(sha256(payload), 8 + 80);
-  return fixCrc(forged);
+  return fixPayloadCheck(forged);
 }
 
 describe('ChunkCodec', () => {
@@ -82,7 +88,9 @@ describe('ChunkCodec', () => {
     expect(header.payloadLength).toBe(object.length - HEADER_FRAME_LENGTH);
     expect(Buffer.from(header.streamId).equals(streamId)).toBe(true);
     expect(Buffer.from(header.rawDigest).equals(sha256(raw))).toBe(true);
-    expect(Buffer.from(header.payloadSha256).equals(sha256(payload))).toBe(true);
+    expect(header.version).toBe(ChunkVersion.payloadCrc32);
+    expect(new DataView(header.payloadCheck.buffer, header.payloadCheck.byteOffset).getUint32(0, true)).toBe(crc32(payload));
+    expect([...object.subarray(8 + 84, 8 + 116)]).toEqual(Array(32).fill(0)); // the rest of the check's room, and the reserved u32
     // Standard zstd frame: magic 0xFD2FB528, then the frame header descriptor.
     expect(new DataView(payload.buffer, payload.byteOffset).getUint32(0, true)).toBe(0xfd2fb528);
     const descriptor = payload[4] ?? 0;
@@ -109,6 +117,20 @@ describe('ChunkCodec', () => {
       expect(Buffer.from(result.raw.subarray(0, length)).equals(raw)).toBe(true);
       expect(Buffer.from(result.rawDigest).equals(sha256(raw))).toBe(true);
       expect(result.object).toBe(object);
+    }
+  });
+
+  it('writes a chunk of format v1 (payload SHA-256) when asked to, and reads it as it reads v2', () => {
+    const raw = partlyCompressibleBytes(CHUNK_SIZE, 5);
+    const object = encode(raw, 3, 1, ChunkVersion.payloadSha256);
+    const { header, payload } = readChunk(object, 'k');
+    expect(header.version).toBe(1);
+    expect(Buffer.from(header.payloadCheck).equals(sha256(payload))).toBe(true);
+    const v2 = encode(raw, 3, 1, ChunkVersion.payloadCrc32);
+    expect(Buffer.from(v2.subarray(HEADER_FRAME_LENGTH)).equals(payload)).toBe(true); // only the header differs
+    for (const chunk of [object, v2]) {
+      const result = codec.decode(decodeJob(chunk));
+      expect(Buffer.from(result.raw.subarray(0, result.rawLength)).equals(raw)).toBe(true);
     }
   });
 
@@ -143,10 +165,11 @@ describe('ChunkCodec', () => {
     execFileSync(ZSTD, ['-t', '-q'], { input: Buffer.concat(objects) });
   });
 
-  describe('decode rejects', () => {
+  describe.each([ChunkVersion.payloadSha256, ChunkVersion.payloadCrc32])('decode rejects, chunk format v%i', (version) => {
     let object: Uint8Array;
+    const checkName = payloadCheckName(version);
     beforeAll(() => {
-      object = encode(partlyCompressibleBytes(5000));
+      object = encode(partlyCompressibleBytes(5000), 3, 1, version);
     });
 
     it('a chunk of another stream (BP_CHUNK_FOREIGN)', () => {
@@ -173,16 +196,16 @@ describe('ChunkCodec', () => {
       expect(error.message).toContain('holds 5000 raw bytes, more than the chunk size 4999');
     });
 
-    it('a payload that fails its SHA-256 (BP_CHUNK_CHECKSUM)', () => {
+    it('a payload that fails its check (BP_CHUNK_CHECKSUM)', () => {
       const damaged = object.slice();
       const last = damaged.length - 1;
       damaged[last] = (damaged[last] ?? 0) ^ 0x10;
       const error = decodeError(decodeJob(damaged));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
-      expect(error.message).toMatch(/payload SHA-256/);
+      expect(error.message).toContain(checkName);
     });
 
-    it('deferred, a damaged payload is still named as such wherever the damage is (its SHA-256 taken on the failure)', () => {
+    it('deferred, a damaged payload is still named as such wherever the damage is (its check made on the failure)', () => {
       const frameLength = object.length - HEADER_FRAME_LENGTH;
       // The frame magic, a block in the middle, the content checksum at the end.
       for (const at of [HEADER_FRAME_LENGTH, HEADER_FRAME_LENGTH + Math.floor(frameLength / 2), object.length - 2]) {
@@ -190,18 +213,18 @@ describe('ChunkCodec', () => {
         damaged[at] = (damaged[at] ?? 0) ^ 0x40;
         const error = decodeError(decodeJob(damaged, { deferPayloadCheck: true }));
         expect(error.code, `byte ${at}`).toBe('BP_CHUNK_CHECKSUM');
-        expect(error.message).toMatch(/payload SHA-256/);
+        expect(error.message).toContain(checkName);
       }
     });
 
-    it('deferred, an intact plaintext payload is accepted on its raw SHA-256 although the payload SHA-256 in the header is wrong; not deferred (verify), it is refused', () => {
+    it('deferred, an intact plaintext payload is accepted on its raw SHA-256 although the payload check in the header is wrong; not deferred (verify), it is refused', () => {
       const forged = object.slice();
-      forged[8 + 80] = (forged[8 + 80] ?? 0) ^ 0x01; // first byte of the payload SHA-256
+      forged[8 + 80] = (forged[8 + 80] ?? 0) ^ 0x01; // first byte of the payload check
       fixCrc(forged);
       expect(codec.decode(decodeJob(forged, { deferPayloadCheck: true })).rawLength).toBe(5000);
       const error = decodeError(decodeJob(forged));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
-      expect(error.message).toMatch(/payload SHA-256/);
+      expect(error.message).toContain(checkName);
     });
 
     it('a frame that asks for a window larger than any chunk frame needs (BP_CHUNK_DECOMPRESS), before the window is allocated', () => {
@@ -245,8 +268,7 @@ describe('ChunkCodec', () => {
     it('a payload that is consistent with its header but not valid zstd (BP_CHUNK_DECOMPRESS)', () => {
       const forged = object.slice();
       forged[HEADER_FRAME_LENGTH] = 0; // break the zstd frame magic
-      forged.set(sha256(forged.subarray(HEADER_FRAME_LENGTH)), 8 + 80);
-      const error = decodeError(decodeJob(fixCrc(forged)));
+      const error = decodeError(decodeJob(fixPayloadCheck(forged)));
       expect(error.code).toBe('BP_CHUNK_DECOMPRESS');
       expect(error.message).toMatch(/does not start with a zstd frame/);
     });
@@ -254,7 +276,7 @@ describe('ChunkCodec', () => {
     describe('a payload that decodes to the right bytes but is not exactly one standard zstd frame (FORMAT §2.2, BP_CHUNK_DECOMPRESS)', () => {
       const raw = partlyCompressibleBytes(5000);
       // bucketpipe's own frames (content size and checksum), and the zstd CLI's from a pipe (no content size).
-      const frameOf = (bytes: Uint8Array) => encode(bytes).subarray(HEADER_FRAME_LENGTH);
+      const frameOf = (bytes: Uint8Array) => encode(bytes, 3, 1, version).subarray(HEADER_FRAME_LENGTH);
       const zstd = (args: string[], input: Uint8Array) => new Uint8Array(execFileSync(ZSTD, [...args, '-c'], { input }));
       const skippable = Uint8Array.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
       const cases: Array<[what: string, payload: () => Uint8Array, message: string]> = [

@@ -1,6 +1,16 @@
-import { createHash } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
-import { authenticatedHeaderBytes, ChunkFlag, Codec, HEADER_FRAME_LENGTH, readChunk, writeChunkHeader } from '../protocol/chunk.js';
+import {
+  authenticatedHeaderBytes,
+  ChunkFlag,
+  Codec,
+  HEADER_FRAME_LENGTH,
+  LATEST_CHUNK_VERSION,
+  payloadCheckName,
+  payloadCheckOf,
+  payloadIntact,
+  readChunk,
+  writeChunkHeader,
+} from '../protocol/chunk.js';
 import {
   createRawDigest,
   type Digest,
@@ -20,10 +30,6 @@ import { CCtx, CParameter, compressBound, DCtx, DParameter, ResetDirective } fro
 /** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
 export function chunkObjectBound(rawLength: number): number {
   return HEADER_FRAME_LENGTH + ENCRYPTION_OVERHEAD + compressBound(rawLength);
-}
-
-function sha256(bytes: Uint8Array): Uint8Array {
-  return createHash('sha256').update(bytes).digest();
 }
 
 /**
@@ -57,7 +63,9 @@ export class ChunkCodec {
     const frameLength = this.#cctx.compress2(payload.subarray(keys ? NONCE_LENGTH : 0), raw);
     const payloadLength = keys ? frameLength + ENCRYPTION_OVERHEAD : frameLength;
     const rawDigest = createRawDigest(keys).update(raw).digest();
+    const version = job.chunkVersion ?? LATEST_CHUNK_VERSION;
     const header = {
+      version,
       codec: Codec.zstd,
       flags: keys ? ChunkFlag.encrypted : 0,
       streamId: job.streamId,
@@ -65,14 +73,14 @@ export class ChunkCodec {
       rawLength: job.rawLength,
       payloadLength,
       rawDigest,
-      payloadSha256: new Uint8Array(32),
+      payloadCheck: payloadCheckOf(version, new Uint8Array(0)),
     };
     if (keys) {
-      // The associated data is the header as written below, up to the payload SHA-256 it cannot know yet.
+      // The associated data is the header as written below, up to the payload check it cannot know yet.
       writeChunkHeader(job.out, header);
       sealPayload(keys, authenticatedHeaderBytes(job.out), payload, frameLength);
     }
-    writeChunkHeader(job.out, { ...header, payloadSha256: sha256(payload.subarray(0, payloadLength)) });
+    writeChunkHeader(job.out, { ...header, payloadCheck: payloadCheckOf(version, payload.subarray(0, payloadLength)) });
     return { raw: job.raw, out: job.out, objectLength: HEADER_FRAME_LENGTH + payloadLength, rawDigest };
   }
 
@@ -126,13 +134,13 @@ export class ChunkCodec {
       throw wrong('BP_CHUNK_LENGTH', `holds ${header.rawLength} raw bytes, more than the chunk size ${job.raw.length}`);
     }
     const payloadDamaged = () =>
-      Buffer.from(sha256(payload)).equals(header.payloadSha256)
+      payloadIntact(header, payload)
         ? undefined
-        : wrong('BP_CHUNK_CHECKSUM', 'failed its payload SHA-256 check (altered or damaged in the store)');
-    // Deferred, a plaintext payload's SHA-256 only names a failure of the checks below: the raw
-    // SHA-256 covers every byte that reaches the sink, and one hash pass less is about a seventh of
-    // the receiver's CPU (docs/FORMAT.md §3, step 13). An encrypted payload is decrypted in place,
-    // after which its SHA-256 could no longer be taken: it is always checked first.
+        : wrong('BP_CHUNK_CHECKSUM', `failed its ${payloadCheckName(header.version)} check (altered or damaged in the store)`);
+    // Deferred, a plaintext payload's check only names a failure of the checks below: the raw
+    // SHA-256 covers every byte that reaches the sink, and a v1 payload's SHA-256 is about a seventh
+    // of the receiver's CPU (docs/FORMAT.md §3, step 13). An encrypted payload is decrypted in place,
+    // after which its check could no longer be made: it is always made first.
     const deferred = job.deferPayloadCheck === true && !job.keys;
     if (!deferred) {
       const damaged = payloadDamaged();

@@ -1,8 +1,8 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { FaultyStore, MemorySink, MemoryStore, pieces, randomBytes } from '@bucketpipe/store-testkit';
 import { describe, expect, it, vi } from 'vitest';
-import { ChunkFlag, chunkKey, HEADER_FRAME_LENGTH, readChunk } from '../protocol/chunk.js';
+import { ChunkFlag, chunkKey, HEADER_FRAME_LENGTH, payloadCheckOf, readChunk } from '../protocol/chunk.js';
 import { EncryptionKey, type StreamKeys } from '../protocol/encryption.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest } from '../protocol/manifest.js';
 import { StreamDigest } from '../protocol/stream-digest.js';
@@ -66,12 +66,12 @@ async function rejection(promise: Promise<unknown>): Promise<Error & { code?: st
   throw new Error('expected a rejection');
 }
 
-/** An attacker's edit of a stored chunk: a ciphertext byte flipped, payload SHA-256 and header CRC recomputed. */
+/** An attacker's edit of a stored chunk: a ciphertext byte flipped, payload check and header CRC recomputed. */
 function forgeCiphertext(object: Uint8Array): Uint8Array {
   const forged = Uint8Array.from(object);
   const at = HEADER_FRAME_LENGTH + 12 + 10;
   forged[at] = (forged[at] as number) ^ 0x01;
-  forged.set(createHash('sha256').update(forged.subarray(HEADER_FRAME_LENGTH)).digest(), 8 + 80);
+  forged.set(payloadCheckOf(readChunk(object, 'k').header.version, forged.subarray(HEADER_FRAME_LENGTH)), 8 + 80);
   new DataView(forged.buffer).setUint32(8 + 116, crc32(forged.subarray(8, 8 + 116)), true);
   return forged;
 }

@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { Notifier, raceAbort } from '../abort.js';
 import { IntegrityError, SourceFailedError, StreamConflictError } from '../errors.js';
-import { ChunkFlag, chunkKey, readChunk } from '../protocol/chunk.js';
+import { ChunkFlag, chunkKey, payloadCheckName, payloadIntact, readChunk } from '../protocol/chunk.js';
 import { MANIFEST_KEY, type Manifest, parseManifest } from '../protocol/manifest.js';
 import { streamIdToBytes } from '../protocol/stream-id.js';
 import { sharedAbortController } from '../shared-abort.js';
@@ -51,7 +50,7 @@ export interface RelaySummary {
 
 /**
  * Follows a stream in one store and copies its objects verbatim to another as they appear: every
- * chunk is checked (header, stream id, index, payload SHA-256) on the way, and a manifest is
+ * chunk is checked (header, stream id, index, payload check) on the way, and a manifest is
  * written to the destination only once every chunk it counts is there. The destination's own
  * manifest says how far an earlier run got, so a restarted relay carries on from there.
  */
@@ -244,7 +243,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-/** Structure, stream id, index, encryption flag and payload SHA-256: what can be checked without decompressing (or a key). */
+/** Structure, stream id, index, encryption flag and payload check: what can be checked without decompressing (or a key). */
 function verifyChunkObject(object: Uint8Array, key: string, index: number, streamId: Uint8Array, encrypted: boolean): void {
   const { header, payload } = readChunk(object, key);
   if (!Buffer.from(header.streamId).equals(streamId)) {
@@ -257,11 +256,10 @@ function verifyChunkObject(object: Uint8Array, key: string, index: number, strea
     const is = encrypted ? 'is not encrypted, but its stream is' : 'is encrypted, but its stream is not';
     throw new IntegrityError(encrypted ? 'BP_CHUNK_NOT_ENCRYPTED' : 'BP_CHUNK_ENCRYPTED', `chunk ${key} ${is}; it was not copied`);
   }
-  const digest = createHash('sha256').update(payload).digest();
-  if (!digest.equals(header.payloadSha256)) {
+  if (!payloadIntact(header, payload)) {
     throw new IntegrityError(
       'BP_CHUNK_CHECKSUM',
-      `chunk ${key} failed its payload SHA-256 check (altered or damaged in the store); it was not copied`,
+      `chunk ${key} failed its ${payloadCheckName(header.version)} check (altered or damaged in the store); it was not copied`,
     );
   }
 }

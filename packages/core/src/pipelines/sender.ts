@@ -5,7 +5,7 @@ import type { EncodeResult } from '../codec/codec-jobs.js';
 import { CodecPool } from '../codec/codec-pool.js';
 import { SlabPool } from '../codec/slab-pool.js';
 import { IntegrityError, UsageError } from '../errors.js';
-import { chunkKey } from '../protocol/chunk.js';
+import { type ChunkVersion, chunkKey } from '../protocol/chunk.js';
 import type { EncryptionKey, StreamKeys } from '../protocol/encryption.js';
 import { assertChunkSize, DEFAULT_BUFFER_BYTES, MAX_LEVEL, MIN_LEVEL } from '../protocol/limits.js';
 import {
@@ -41,6 +41,11 @@ export interface SendOptions {
   sourceExit?: Promise<void>;
   chunkSize: number;
   level: number;
+  /**
+   * The chunk format version to write (docs/FORMAT.md §8): the latest by default, 1 for readers
+   * that predate version 2. Each chunk says its own version, so a takeover may write another one.
+   */
+  chunkVersion?: ChunkVersion;
   /** Uploads in flight at most. */
   concurrency: number;
   /** Bytes of chunk memory at most (read-ahead, compression and uploads together). */
@@ -272,7 +277,16 @@ export async function send(options: SendOptions): Promise<SendSummary> {
       chunksRead++;
       rawBytesRead += rawLength;
       const out = await slabs.acquire(signal);
-      const encoded = codec.encode({ raw, rawLength, out, streamId: streamIdBytes, index, level: options.level, keys });
+      const encoded = codec.encode({
+        raw,
+        rawLength,
+        out,
+        streamId: streamIdBytes,
+        index,
+        level: options.level,
+        keys,
+        chunkVersion: options.chunkVersion,
+      });
       const task = storeChunk(index, rawLength, encoded).catch(fail);
       const compressed = encoded.then(
         () => {},

@@ -110,7 +110,7 @@ describe('verifyStream', () => {
       [chunkKey(1), 'BP_CHUNK_CHECKSUM'],
       [chunkKey(4), 'BP_CHUNK_CORRUPT'],
     ]);
-    expect(report.problems[0]?.message).toBe(`chunk ${chunkKey(1)} failed its payload SHA-256 check (altered or damaged in the store)`);
+    expect(report.problems[0]?.message).toBe(`chunk ${chunkKey(1)} failed its payload CRC-32 check (altered or damaged in the store)`);
     expect(report.problems[1]?.message).toMatch(/header checksum mismatch$/);
     expect(report).toMatchObject({ verdict: 'failed', chunksChecked: CHUNKS, chunksBad: 2, digest: null });
     expect(verifyExitCode(report.verdict)).toBe(ExitCode.integrity);

@@ -76,7 +76,7 @@ const DEFAULT_MAX_PROBLEMS = 10_000;
 
 /**
  * Checks a whole stream where it is stored, without writing anything: every chunk below the
- * watermark is read and fully decoded (header, stream id, index, length, payload SHA-256, decryption,
+ * watermark is read and fully decoded (header, stream id, index, length, payload check, decryption,
  * decompression, raw digest) on the codec pool; the listing of `chunks/` shows gaps and strays; a complete
  * stream's digest is recomputed and compared with `final.digest`. Unlike the receiver it reports
  * every problem instead of stopping at the first, and it does not wait for missing chunks: it

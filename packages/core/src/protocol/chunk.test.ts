@@ -2,16 +2,20 @@ import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ExitCode, IntegrityError } from '../errors.js';
 import {
-  CHUNK_FORMAT_VERSION,
   CHUNKS_PREFIX,
   ChunkFlag,
-  type ChunkHeader,
+  type ChunkHeaderFields,
+  ChunkVersion,
   Codec,
   chunkKey,
   HEADER_BODY_LENGTH,
   HEADER_BODY_MAGIC,
   HEADER_FRAME_LENGTH,
+  LATEST_CHUNK_VERSION,
   parseChunkKey,
+  payloadCheckName,
+  payloadCheckOf,
+  payloadIntact,
   readChunk,
   SKIPPABLE_FRAME_MAGIC,
   writeChunkHeader,
@@ -20,10 +24,13 @@ import {
 const streamId = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
 const rawDigest = Uint8Array.from({ length: 32 }, (_, i) => i);
 const payloadSha256 = Uint8Array.from({ length: 32 }, (_, i) => 0xff - i);
+const payloadCrc32 = Uint8Array.of(0xde, 0xad, 0xbe, 0xef);
 
-/** A chunk object with a valid header and `payloadLength` arbitrary payload bytes. */
-function makeObject(overrides: Partial<Omit<ChunkHeader, 'version'>> = {}, payloadLength = 10): Uint8Array {
+/** A chunk object with a valid header and `payloadLength` arbitrary payload bytes; format v2 unless the overrides say v1. */
+function makeObject(overrides: Partial<ChunkHeaderFields> = {}, payloadLength = 10): Uint8Array {
   const header = {
+    version: ChunkVersion.payloadCrc32,
+    payloadCheck: overrides.version === ChunkVersion.payloadSha256 ? payloadSha256 : payloadCrc32,
     codec: Codec.zstd,
     flags: 0,
     streamId,
@@ -31,7 +38,6 @@ function makeObject(overrides: Partial<Omit<ChunkHeader, 'version'>> = {}, paylo
     rawLength: 1_000_000,
     payloadLength,
     rawDigest,
-    payloadSha256,
     ...overrides,
   };
   const object = new Uint8Array(HEADER_FRAME_LENGTH + payloadLength);
@@ -66,8 +72,9 @@ function expectCorrupt(object: Uint8Array, message: RegExp): void {
 }
 
 describe('constants', () => {
-  it('are the protocol v1 values', () => {
-    expect(CHUNK_FORMAT_VERSION).toBe(1);
+  it('are the protocol values', () => {
+    expect(LATEST_CHUNK_VERSION).toBe(2);
+    expect(ChunkVersion).toEqual({ payloadSha256: 1, payloadCrc32: 2 });
     expect(SKIPPABLE_FRAME_MAGIC).toBe(0x184d2a5b);
     expect(HEADER_BODY_MAGIC).toBe(0x4b435042);
     expect(Buffer.from(new Uint32Array([HEADER_BODY_MAGIC]).buffer).toString('latin1')).toBe('BPCK');
@@ -78,8 +85,8 @@ describe('constants', () => {
 });
 
 describe('writeChunkHeader', () => {
-  it('lays the header out byte for byte as docs/FORMAT.md describes', () => {
-    const object = makeObject({ index: 0x0102030405, rawLength: 0x1000000, payloadLength: 0x0abcdef }, 0);
+  it('lays a v1 header out byte for byte as docs/FORMAT.md describes', () => {
+    const object = makeObject({ version: 1, index: 0x0102030405, rawLength: 0x1000000, payloadLength: 0x0abcdef }, 0);
     const hex = Buffer.from(object.subarray(0, HEADER_FRAME_LENGTH)).toString('hex');
     const expected = [
       '5b2a4d18', // skippable frame magic 0x184D2A5B, LE
@@ -102,10 +109,53 @@ describe('writeChunkHeader', () => {
     expect(hex.length).toBe(2 * 128);
   });
 
+  it('lays a v2 header out byte for byte as docs/FORMAT.md describes: the payload CRC-32, then zeros up to the header CRC', () => {
+    const object = makeObject({ index: 0x0102030405, rawLength: 0x1000000, payloadLength: 0x0abcdef }, 0);
+    const hex = Buffer.from(object.subarray(0, HEADER_FRAME_LENGTH)).toString('hex');
+    const expected = [
+      '5b2a4d18',
+      '78000000',
+      '4250434b',
+      '0200', // version 2, u16 LE
+      '01',
+      '00',
+      'a0a1a2a3a4a5a6a7a8a9aaabacadaeaf',
+      '0504030201000000',
+      '0000000100000000',
+      'efcdab0000000000',
+      Buffer.from(rawDigest).toString('hex'),
+      'deadbeef', // the payload CRC-32 as given (a u32 LE)
+      '00'.repeat(28), // reserved
+      '00000000', // reserved
+    ].join('');
+    expect(hex.slice(0, expected.length)).toBe(expected);
+    expect(new DataView(object.buffer).getUint32(124, true)).toBe(crc32(object.subarray(8, 124)));
+  });
+
+  it('refuses a payload check of the wrong length for the version', () => {
+    const target = new Uint8Array(HEADER_FRAME_LENGTH);
+    const fields = { codec: Codec.zstd, flags: 0, streamId, index: 1, rawLength: 2, payloadLength: 0, rawDigest };
+    expect(() => writeChunkHeader(target, { ...fields, payloadCheck: payloadSha256 })).toThrow(
+      /version 2 chunk's payload check is 4 bytes, got 32/,
+    );
+    expect(() => writeChunkHeader(target, { ...fields, version: 1, payloadCheck: payloadCrc32 })).toThrow(
+      /version 1 chunk's payload check is 32 bytes, got 4/,
+    );
+  });
+
   it('writes into a view at an offset without touching bytes around it', () => {
     const backing = new Uint8Array(HEADER_FRAME_LENGTH + 20).fill(0xee);
     const target = backing.subarray(10, 10 + HEADER_FRAME_LENGTH);
-    writeChunkHeader(target, { codec: Codec.zstd, flags: 0, streamId, index: 1, rawLength: 2, payloadLength: 0, rawDigest, payloadSha256 });
+    writeChunkHeader(target, {
+      codec: Codec.zstd,
+      flags: 0,
+      streamId,
+      index: 1,
+      rawLength: 2,
+      payloadLength: 0,
+      rawDigest,
+      payloadCheck: payloadCrc32,
+    });
     expect([...backing.subarray(0, 10)]).toEqual(Array(10).fill(0xee));
     expect([...backing.subarray(10 + HEADER_FRAME_LENGTH)]).toEqual(Array(10).fill(0xee));
     expect(readChunk(target, 'k').header.index).toBe(1);
@@ -113,10 +163,13 @@ describe('writeChunkHeader', () => {
 });
 
 describe('readChunk', () => {
-  it('round-trips every header field and returns the payload as a view', () => {
+  it('round-trips every header field of both versions and returns the payload as a view', () => {
+    const v1 = readChunk(makeObject({ version: 1 }), 'k').header;
+    expect(v1.version).toBe(1);
+    expect(Buffer.from(v1.payloadCheck).equals(payloadSha256)).toBe(true);
     const object = makeObject({ index: 123_456_789_012, rawLength: 16 * 1024 * 1024 }, 33);
     const { header, payload } = readChunk(object, 'chunks/123456789012');
-    expect(header.version).toBe(1);
+    expect(header.version).toBe(2);
     expect(header.codec).toBe(Codec.zstd);
     expect(header.flags).toBe(0);
     expect(Buffer.from(header.streamId).equals(streamId)).toBe(true);
@@ -124,7 +177,7 @@ describe('readChunk', () => {
     expect(header.rawLength).toBe(16 * 1024 * 1024);
     expect(header.payloadLength).toBe(33);
     expect(Buffer.from(header.rawDigest).equals(rawDigest)).toBe(true);
-    expect(Buffer.from(header.payloadSha256).equals(payloadSha256)).toBe(true);
+    expect(Buffer.from(header.payloadCheck).equals(payloadCrc32)).toBe(true);
     expect(payload.length).toBe(33);
     expect(payload.buffer).toBe(object.buffer);
     expect(payload.byteOffset).toBe(HEADER_FRAME_LENGTH);
@@ -162,15 +215,22 @@ describe('readChunk', () => {
     expectCorrupt(fixCrc(object), /does not start with a bucketpipe chunk header/);
   });
 
+  it('ignores the reserved bytes of a v2 header (a later version may use them for what an older reader may ignore)', () => {
+    const object = makeObject();
+    object.fill(0x5a, 8 + 84, 8 + 116);
+    const { header } = readChunk(fixCrc(object), 'k');
+    expect(Buffer.from(header.payloadCheck).equals(payloadCrc32)).toBe(true);
+  });
+
   it('rejects a newer format version with BP_CHUNK_VERSION before looking at the CRC', () => {
     const object = makeObject();
-    new DataView(object.buffer).setUint16(12, 2, true);
+    new DataView(object.buffer).setUint16(12, 3, true);
     const unfixed = readError(object.slice());
     expect(unfixed.code).toBe('BP_CHUNK_VERSION');
     const error = readError(fixCrc(object));
     expect(error.code).toBe('BP_CHUNK_VERSION');
     expect(error.exitCode).toBe(ExitCode.integrity);
-    expect(error.message).toMatch(/format version 2, newer than this bucketpipe understands \(1\): upgrade bucketpipe/);
+    expect(error.message).toMatch(/format version 3, newer than this bucketpipe understands \(2\): upgrade bucketpipe/);
   });
 
   it('rejects format version 0 as corrupt', () => {
@@ -237,6 +297,34 @@ describe('readChunk', () => {
     expect(error.code).toBe('BP_CHUNK_CORRUPT');
     expect(error.message).toMatch(/payload is 11 bytes, header says 10/);
     expect(error.message).not.toMatch(/truncated/);
+  });
+});
+
+describe('payload checks', () => {
+  const payload = new TextEncoder().encode('123456789');
+
+  it('are the SHA-256 in v1 and the CRC-32 (zlib, little-endian) in v2', () => {
+    expect(Buffer.from(payloadCheckOf(1, payload)).toString('hex')).toBe(
+      '15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225',
+    );
+    expect(Buffer.from(payloadCheckOf(2, payload)).toString('hex')).toBe('2639f4cb'); // 0xCBF43926, the CRC-32 check value
+    expect(payloadCheckName(1)).toBe('payload SHA-256');
+    expect(payloadCheckName(2)).toBe('payload CRC-32');
+  });
+
+  it('tell an intact payload from a damaged one, by the header of either version', () => {
+    for (const version of [ChunkVersion.payloadSha256, ChunkVersion.payloadCrc32]) {
+      const object = makeObject({ version, payloadCheck: payloadCheckOf(version, payload) }, payload.length);
+      object.set(payload, HEADER_FRAME_LENGTH);
+      const { header } = readChunk(object, 'k');
+      expect(payloadIntact(header, payload)).toBe(true);
+      expect(
+        payloadIntact(
+          header,
+          Uint8Array.from(payload, (b, i) => (i === 4 ? b ^ 0x80 : b)),
+        ),
+      ).toBe(false);
+    }
   });
 });
 
