@@ -73,7 +73,7 @@ export class ChunkCodec {
       rawLength: job.rawLength,
       payloadLength,
       rawDigest,
-      payloadCheck: payloadCheckOf(version, new Uint8Array(0)),
+      payloadCheck: payloadCheckOf(version, new Uint8Array(0)), // a placeholder of the version's length
     };
     if (keys) {
       // The associated data is the header as written below, up to the payload check it cannot know yet.

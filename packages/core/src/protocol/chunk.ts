@@ -6,11 +6,10 @@ import { IntegrityError } from '../errors.js';
  * One chunk object = a zstd skippable frame carrying the header below, then one standard zstd
  * frame (with content checksum) of the raw bytes. `cat chunks/* | zstd -d` therefore rebuilds the
  * stream without bucketpipe. Byte layout in docs/FORMAT.md; all integers little-endian.
- */
-/**
- * Chunk format versions, which differ only in how the header checks the stored payload: v1 by its
+ *
+ * The chunk format versions differ only in how the header checks the stored payload: v1 by its
  * SHA-256, v2 by its CRC-32 (the raw digest covers every byte end to end in both, docs/FORMAT.md
- * §2.1). Readers read both; writers write the latest.
+ * §2.1). Readers read both; writers write the latest unless asked for v1.
  */
 export const ChunkVersion = { payloadSha256: 1, payloadCrc32: 2 } as const;
 export type ChunkVersion = (typeof ChunkVersion)[keyof typeof ChunkVersion];
@@ -57,7 +56,6 @@ const offsets = {
   payloadLength: 40,
   rawDigest: 48,
   payloadCheck: 80,
-  reserved: 112,
   crc: 116,
 } as const;
 
@@ -102,6 +100,7 @@ export function writeChunkHeader(target: Uint8Array, header: ChunkHeaderFields):
   b.setBigUint64(offsets.rawLength, BigInt(header.rawLength), true);
   b.setBigUint64(offsets.payloadLength, BigInt(header.payloadLength), true);
   body.set(header.rawDigest, offsets.rawDigest);
+  // v2's 28 bytes after its CRC-32 and the reserved u32 at 112 are written as zeros.
   body.fill(0, offsets.payloadCheck, offsets.crc);
   body.set(header.payloadCheck, offsets.payloadCheck);
   b.setUint32(offsets.crc, crc32(body.subarray(0, offsets.crc)), true);
