@@ -16,11 +16,18 @@ async function filesUnder(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
-/** A chunk altered by someone with write access to the bucket who also recomputes both checksums. */
+/**
+ * A chunk altered by someone with write access to the bucket who also recomputes both unkeyed
+ * checks: the payload's (SHA-256 in chunk format 1, CRC-32 in 2) and the header's CRC-32.
+ */
 async function alterChunk(path: string, edit: (object: Buffer) => void): Promise<void> {
   const object = await readFile(path);
   edit(object);
-  createHash('sha256').update(object.subarray(128)).digest().copy(object, 88);
+  const payload = object.subarray(128);
+  const version = object.readUInt16LE(12);
+  if (version === 1) createHash('sha256').update(payload).digest().copy(object, 88);
+  else if (version === 2) object.writeUInt32LE(crc32(payload), 88);
+  else throw new Error(`${path}: chunk format ${version} is not one this test knows`);
   object.writeUInt32LE(crc32(object.subarray(8, 124)), 124);
   await writeFile(path, object);
 }
