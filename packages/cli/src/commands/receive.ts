@@ -51,7 +51,8 @@ options:
   --concurrency N       downloads in flight (default 16 from S3 and GCS, 8 from a directory)
   --buffer SIZE         memory for chunks downloaded ahead of the sink (default 512MiB)
   --threads N           verification/decompression threads (default: one per core, ${availableParallelism()} here)
-  --poll-interval D     how often to look for new chunks while the sender is running (default 1s)
+  --poll-interval D     the longest wait between looks for new chunks while the sender is running
+                        (default 1s); looks are timed for just after the sender's manifest writes
   --rate RATE           pace the downloads to RATE of stored bytes, smoothly: 200MB/s, 50MiB/s,
                         1Gbit/s (default: as fast as the store gives them)
   --receiver-id ID      name under which this receiver publishes its position (default: host name)

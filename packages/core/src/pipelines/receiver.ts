@@ -20,6 +20,7 @@ import { fetchChunkObject, type MissingChunkPolicy } from './chunk-fetch.js';
 import { ConsumedChunkDeleter } from './consumed-chunk-deleter.js';
 import { CursorPublisher } from './cursor-publisher.js';
 import { waitForManifest } from './manifest-follow.js';
+import { ManifestPollClock } from './manifest-poll-clock.js';
 import type { ReceiveStart } from './receive-resume.js';
 import type { Sink } from './sink.js';
 
@@ -264,11 +265,18 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     // chunks it counts are left to start: the next ones are known before the downloads run dry.
     // (Waiting until every counted chunk had started left a receiver that was a window behind
     // idle for up to a poll interval at each catch-up, and learning of a stream's last chunks
-    // seconds after its sender was done.) Far behind, it does not poll at all.
+    // seconds after its sender was done.) Far behind, it does not poll at all. Reads are timed to
+    // the sender's writes (ManifestPollClock), at most a poll interval apart.
+    const pollClock = new ManifestPollClock(options.pollIntervalMs);
+    pollClock.observe(Date.parse(manifest.updatedAt), undefined, Date.now());
     const poller = (async () => {
       while (manifest.state === 'sending') {
-        await sleep(options.pollIntervalMs, undefined, { signal });
-        if (manifest.watermark - nextFetch < window) await refresh();
+        await sleep(pollClock.delayMs(Date.now()), undefined, { signal });
+        if (manifest.watermark - nextFetch < window) {
+          const sentAt = Date.now();
+          await refresh();
+          pollClock.observe(Date.parse(manifest.updatedAt), sentAt, Date.now());
+        }
       }
     })();
     poller.catch((error: unknown) => abort.abort(error));
