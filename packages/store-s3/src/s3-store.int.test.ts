@@ -13,6 +13,7 @@ import { openStore } from '@bucketpipe/core';
 import { describeStoreConformance, expectStoreError } from '@bucketpipe/store-testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { registerS3Store } from './index.js';
+import { silenceSdkNodeVersionWarning } from './s3-client.js';
 import { readS3Settings } from './s3-options.js';
 import { S3ObjectStore, type S3StoreOptions } from './s3-store.js';
 
@@ -31,6 +32,7 @@ const credentialVariables = {
   AWS_EC2_METADATA_DISABLED: 'true',
 };
 const saved: Record<string, string | undefined> = {};
+silenceSdkNodeVersionWarning();
 const admin = new S3Client({
   endpoint: server.endpoint,
   region: server.region,
