@@ -7,7 +7,7 @@ import { chunkKey, HEADER_FRAME_LENGTH } from '../protocol/chunk.js';
 import { encodeManifest, MANIFEST_KEY, type Manifest } from '../protocol/manifest.js';
 import { receiverKey } from '../protocol/receiver-cursor.js';
 import { background, CHUNK, craftChunk, digestOf, manifestOf, paced, pipelineTestKit, same, TEST_RECEIVER } from './pipeline-test-kit.js';
-import { receive } from './receiver.js';
+import { receive, receiveWindow } from './receiver.js';
 import { type SendSummary, send } from './sender.js';
 
 // The testkit is built against the package (dist) of @bucketpipe/core; point that at these sources,
@@ -192,31 +192,54 @@ describe('backpressure', () => {
     expect(buffers.size).toBeLessThanOrEqual(window);
   });
 
-  it('with a sink that keeps up, holds objects only for the downloads and decodings at once, not its whole window', async () => {
+  it('holds the chunks waiting for a slow sink as stored, compressed: raw buffers only for the next few it takes', async () => {
     const chunks = 40;
     const data = randomBytes(chunks * CHUNK, 38);
     const { store: memory } = await storedStream(data);
-    const window = 16;
+    const bufferBytes = 16 * (CHUNK + chunkObjectBound(CHUNK));
+    const { window, decodeAhead } = receiveWindow(bufferBytes, CHUNK, 2);
+    expect(decodeAhead).toBe(2 + 2);
     // The pools commit a buffer by growing a shared WebAssembly memory by its size in 64 KiB pages.
     const { Memory } = (globalThis as unknown as { WebAssembly: { Memory: { prototype: { grow(pages: number): number } } } }).WebAssembly;
     const grows = vi.spyOn(Memory.prototype, 'grow');
     try {
       const sink = new MemorySink();
-      await receive(receiveOptions(memory, sink, { concurrency: 4, bufferBytes: window * (CHUNK + chunkObjectBound(CHUNK)) }));
+      const write = sink.write.bind(sink);
+      sink.write = async (bytes) => {
+        await sleep(3);
+        await write(bytes);
+      };
+      await receive(receiveOptions(memory, sink, { concurrency: 4, bufferBytes }));
       expect(same(sink.bytes(), data)).toBe(true);
       const pages = (size: number) => Math.ceil(size / 65_536);
       expect(pages(CHUNK)).not.toBe(pages(chunkObjectBound(CHUNK)));
       const count = (size: number) => grows.mock.calls.filter(([grown]) => grown === pages(size)).length;
-      // Objects: at most the downloads and the decodings at once (4 + 2 codec threads), by
-      // construction; a pool of the window's size would have taken all 16. Raw buffers: the
-      // decodings and the decoded chunks waiting for the sink, usually 3 or 4, more, up to the window,
-      // when one decoding lags far behind the other thread (a busy machine).
-      expect(count(chunkObjectBound(CHUNK))).toBeGreaterThan(0);
-      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(4 + 2);
+      // The store outruns the sink, so the window fills with downloaded objects; decoding every
+      // one of them at once (as the receiver once did) would have committed a raw buffer each.
+      expect(count(chunkObjectBound(CHUNK))).toBeGreaterThan(decodeAhead);
+      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(window);
       expect(count(CHUNK)).toBeGreaterThan(0);
-      expect(count(CHUNK)).toBeLessThanOrEqual(window);
+      expect(count(CHUNK)).toBeLessThanOrEqual(decodeAhead);
     } finally {
       grows.mockRestore();
+    }
+  });
+
+  it('shares its buffer between raw chunks for the codec threads and the sink, and objects ahead', () => {
+    const MiB = 1024 * 1024;
+    // The defaults: 512 MiB, 16 MiB chunks, 2 codec threads.
+    expect(receiveWindow(512 * MiB, 16 * MiB, 2)).toEqual({ window: 27, decodeAhead: 4 });
+    expect(receiveWindow(512 * MiB, 16 * MiB, 16)).toEqual({ window: 16, decodeAhead: 15 });
+    expect(receiveWindow(64 * MiB, 16 * MiB, 2)).toEqual({ window: 2, decodeAhead: 2 });
+    for (const bufferBytes of [2 * CHUNK, 7 * CHUNK, 64 * CHUNK, 1000 * CHUNK]) {
+      for (const threads of [1, 2, 8, 64]) {
+        const { window, decodeAhead } = receiveWindow(bufferBytes, CHUNK, threads);
+        expect(decodeAhead).toBeGreaterThanOrEqual(2);
+        expect(window).toBeGreaterThanOrEqual(decodeAhead);
+        if (bufferBytes >= 4 * chunkObjectBound(CHUNK)) {
+          expect(decodeAhead * CHUNK + window * chunkObjectBound(CHUNK)).toBeLessThanOrEqual(bufferBytes);
+        }
+      }
     }
   });
 
