@@ -89,6 +89,7 @@ options:
   --link-rate MB/s  case (f)'s cap per connection and direction (default 10; lower it to see the
                     link's limit on a machine whose CPU is busy)
   --link-delay MS   case (f)'s one-way delay (default 20)
+  --link-concurrency LIST  case (f)'s rows besides the default options (default 1,4,8; empty: none)
   --settle SECONDS  before each run, wait up to this long for a quiet second (under 0.25 cores
                     busy machine-wide) so a run does not start amid someone's build (default 60; 0: off)
   -h, --help
@@ -160,6 +161,7 @@ function parseOptions() {
         'link-slice': { type: 'string', default: '512' },
         'link-rate': { type: 'string', default: String(LINK.bytesPerSecond / MB) },
         'link-delay': { type: 'string', default: String(LINK.delayMs) },
+        'link-concurrency': { type: 'string', default: LINK_CONCURRENCY.join(',') },
         settle: { type: 'string', default: '60' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -189,6 +191,10 @@ function parseOptions() {
     }
     return value;
   };
+  const linkConcurrency = parsed['link-concurrency'] === '' ? [] : parsed['link-concurrency'].split(',').map(Number);
+  if (linkConcurrency.some((n) => !Number.isSafeInteger(n) || n < 1)) {
+    throw new BenchError(`--link-concurrency ${parsed['link-concurrency']}: must be whole numbers above 0, comma-separated, or empty`);
+  }
   const corpus = parsed.corpus ?? process.env.BUCKETPIPE_BENCH_CORPUS;
   if (corpus !== undefined && parsed.rows !== undefined) {
     throw new BenchError('--rows only applies to the generated corpus; it cannot be combined with --corpus / BUCKETPIPE_BENCH_CORPUS');
@@ -204,6 +210,7 @@ function parseOptions() {
     settle,
     linkSliceBytes: linkSlice * MiB,
     link: { bytesPerSecond: linkNumber('link-rate') * MB, delayMs: linkNumber('link-delay') },
+    linkConcurrency,
   };
 }
 
@@ -369,7 +376,7 @@ function defineCases(options) {
     const label = (what) => `(f) ${what}, link ${bytesPerSecond / MB} MB/s/conn ${delayMs} ms`;
     cases.push(linkSingleStreamCase('f-single', label('one TCP stream, zstd -1 -T0|zstd -d'), options.runs));
     cases.push(linkBucketpipeCase('f-default', label('bucketpipe, default options (16)'), [], options.runs));
-    for (const n of LINK_CONCURRENCY) {
+    for (const n of options.linkConcurrency) {
       cases.push(linkBucketpipeCase(`f-c${n}`, label(`bucketpipe --concurrency ${n}`), ['--concurrency', String(n)], options.runs));
     }
   }
