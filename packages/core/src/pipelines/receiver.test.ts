@@ -214,15 +214,41 @@ describe('backpressure', () => {
       const pages = (size: number) => Math.ceil(size / 65_536);
       expect(pages(CHUNK)).not.toBe(pages(chunkObjectBound(CHUNK)));
       const count = (size: number) => grows.mock.calls.filter(([grown]) => grown === pages(size)).length;
-      // The store outruns the sink, so the window fills with downloaded objects; decoding every
-      // one of them at once (as the receiver once did) would have committed a raw buffer each.
+      // The store outruns the sink, yet never has to wait for a download: objects for the
+      // decodings and two more are held ahead, not the window's (the receiver once filled it,
+      // and decoded every object at once, committing a raw buffer for each).
+      expect(window).toBeGreaterThan(2 * (decodeAhead + 2));
       expect(count(chunkObjectBound(CHUNK))).toBeGreaterThan(decodeAhead);
-      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(window);
+      expect(count(chunkObjectBound(CHUNK))).toBeLessThanOrEqual(decodeAhead + 2);
       expect(count(CHUNK)).toBeGreaterThan(0);
       expect(count(CHUNK)).toBeLessThanOrEqual(decodeAhead);
     } finally {
       grows.mockRestore();
     }
+  });
+
+  it('a store slower than the sink gets more downloads ahead, up to the window', async () => {
+    const chunks = 48;
+    const data = randomBytes(chunks * CHUNK, 39);
+    const { store: memory } = await storedStream(data);
+    const store = new FaultyStore(memory);
+    const sink = new MemorySink();
+    const bufferBytes = 16 * (CHUNK + chunkObjectBound(CHUNK));
+    const { window, decodeAhead } = receiveWindow(bufferBytes, CHUNK, 2);
+    let maxAhead = 0;
+    store.inject({
+      op: 'get',
+      key: CHUNK_KEYS,
+      delayMs: 25,
+      before: () => {
+        maxAhead = Math.max(maxAhead, store.count('get', CHUNK_KEYS) - sink.writes);
+      },
+    });
+    await receive(receiveOptions(store, sink, { concurrency: 64, bufferBytes }));
+    expect(same(sink.bytes(), data)).toBe(true);
+    // The sink waited for downloads the read-ahead had held back: it grew past its start.
+    expect(maxAhead).toBeGreaterThan(decodeAhead + 2);
+    expect(maxAhead).toBeLessThanOrEqual(window);
   });
 
   it('shares its buffer between raw chunks for the codec threads and the sink, and objects ahead', () => {

@@ -21,6 +21,7 @@ import { ConsumedChunkDeleter } from './consumed-chunk-deleter.js';
 import { CursorPublisher } from './cursor-publisher.js';
 import { waitForManifest } from './manifest-follow.js';
 import { ManifestPollClock } from './manifest-poll-clock.js';
+import { ReadAhead } from './read-ahead.js';
 import type { ReceiveStart } from './receive-resume.js';
 import type { Sink } from './sink.js';
 
@@ -147,8 +148,12 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     // same memory (a window of 27 instead of 15 in 512 MiB of 16 MiB chunks, with 2 codec
     // threads), where a slow chunk holds up the ones behind it. Pools hand out the most recently
     // used buffer first, so a fast sink touches few (each page first touched is a page fault),
-    // and an object buffer's pages beyond the largest object it held are never touched.
+    // and an object buffer's pages beyond the largest object it held are never touched. Of the
+    // window, only as many chunks are held ahead as the downloads need to keep up (ReadAhead):
+    // the decodings and two more at first, more each time the sink had to wait for a download.
     const { window, decodeAhead } = receiveWindow(options.bufferBytes ?? DEFAULT_BUFFER_BYTES, chunkSize, codec.size);
+    const readAhead = new ReadAhead(decodeAhead + 2, window);
+    const downloaded = new Set<number>(); // chunks ahead whose object is in memory
     const slabs = new SlabPool(chunkSize, decodeAhead);
     const objectSlabs = new SlabPool(chunkObjectBound(chunkSize), window);
     let ahead = 0; // chunks fetched or being fetched, not yet written
@@ -206,6 +211,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       const key = chunkKey(index);
       for (let attempt = 1; ; attempt++) {
         const { object, inSlab } = await download(index);
+        downloaded.add(index);
         let raw: Uint8Array | undefined;
         try {
           // Holders of raw buffers are chunks in [position, position + decodeAhead): the pool of
@@ -239,8 +245,13 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     };
 
     const fill = () => {
-      while (nextFetch < manifest.watermark && ahead < window) {
+      while (nextFetch < manifest.watermark) {
+        if (ahead >= readAhead.limit) {
+          readAhead.heldBack(manifest.watermark);
+          break;
+        }
         ahead++;
+        readAhead.started(nextFetch);
         const fetch = fetchChunk(nextFetch);
         fetch.catch(() => {}); // surfaced in order by the writing loop
         fetches.set(nextFetch, fetch);
@@ -300,8 +311,14 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       if (position >= manifest.watermark) break;
       const fetch = fetches.get(position);
       if (!fetch) throw new Error(`bug: chunk ${position} was never fetched`);
+      if (!downloaded.has(position)) {
+        readAhead.sinkWaitsFor(position);
+        fill();
+      }
       const decoded = await raceAbort(fetch, signal);
       fetches.delete(position);
+      downloaded.delete(position);
+      readAhead.taken(position);
       if (decoded.rawLength < chunkSize) {
         // Only the last chunk may be short: hold it until the sender has said it is the last one.
         while (manifest.state === 'sending') await raceAbort(manifestChanged.wait(), signal);
