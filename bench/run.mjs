@@ -484,6 +484,7 @@ function bucketpipeCase(id, label, options, runs) {
           exitSeconds: (p.endedAt - started) / 1000,
           mainThreadSeconds: mainThreadOf(p).cpuSeconds,
           mainThreadBusySeconds: mainThreadOf(p).busySeconds,
+          mainThreadStart: mainThreadOf(p).streamStart,
         }));
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
@@ -1069,7 +1070,8 @@ function summarize(result, corpus, stat) {
       const mainThread =
         p.mainThreadSeconds === undefined
           ? ''
-          : `, main thread ${p.mainThreadSeconds.toFixed(2)} CPU s (event loop busy ${p.mainThreadBusySeconds.toFixed(2)} s of wall time)`;
+          : `, main thread ${p.mainThreadSeconds.toFixed(2)} CPU s (event loop busy ${p.mainThreadBusySeconds.toFixed(2)} s of wall time` +
+            (p.mainThreadStart ? `; ${p.mainThreadStart.cpuSeconds.toFixed(2)} CPU s of it before the first chunk had moved)` : ')');
       return `    ${name.padEnd(width)}  ${p.userSeconds.toFixed(1)} user + ${p.systemSeconds.toFixed(1)} sys CPU s, peak RSS ${p.rssMiB.toFixed(0)} MiB${exited}${mainThread}`;
     }),
     ...(chosen.requests ? [`    requests: ${describeRequests(chosen.requests)}`] : []),
@@ -1187,7 +1189,8 @@ function linkTargetLines(rows) {
 /**
  * Issue 10's per-byte costs, each process of (a) against the zstd stage of (c) that does the same
  * work on the same bytes in the same bench: CPU seconds (user + sys) per GB of raw input, the main
- * thread's busy seconds per GB, and peak RSS against the default --buffer + 100 MiB.
+ * thread's CPU seconds per GB once the stream is moving (afterStart), and peak RSS against the
+ * default --buffer + 100 MiB.
  */
 function costLines(rows, corpus) {
   const ceiling = rows.find((r) => r.id === 'c');
@@ -1214,7 +1217,14 @@ function costLines(rows, corpus) {
       } else {
         table.push([label, 'CPU per GB', `${perGB(p.cpuSeconds)} (run case c for zstd's own)`, '']);
       }
-      table.push([label, 'main thread CPU ≤ 0.3 s/GB', perGB(p.mainThreadSeconds), verdict(p.mainThreadSeconds / gigabytes <= 0.3)]);
+      const { seconds, bytes } = afterStart(p, corpus);
+      const mainPerGB = seconds / (bytes / GB);
+      table.push([
+        label,
+        'main thread CPU ≤ 0.3 s/GB',
+        `${mainPerGB.toFixed(2)} s/GB after start-up (${perGB(p.mainThreadSeconds)} with its ${(p.mainThreadSeconds - seconds).toFixed(2)} s)`,
+        verdict(mainPerGB <= 0.3),
+      ]);
       const limit = DEFAULT_BUFFER_MiB + 100;
       table.push([label, `peak RSS ≤ ${limit} MiB`, `${row.peakRssMiB[side].toFixed(0)} MiB`, verdict(row.peakRssMiB[side] <= limit)]);
     }
@@ -1224,6 +1234,18 @@ function costLines(rows, corpus) {
     'per byte (issue 10): CPU = user + sys per GB (10^9 bytes) of raw input, against the same stage of (c) in this bench',
     ...formatTable(table).map((line) => `  ${line}`),
   ];
+}
+
+/**
+ * The main thread's CPU seconds from the moment the stream's first bytes had moved to the end, and
+ * the bytes that moved meanwhile: its cost per byte, without the start-up (loading the code, the
+ * store, the codec threads), which does not grow with the stream and caps no throughput. The CLI
+ * notes that moment (packages/cli/src/main-thread-report.ts).
+ */
+function afterStart(p, corpus) {
+  const start = p.mainThreadStart;
+  if (!start) throw new BenchError('the CLI reported no stream start with its main-thread use (BUCKETPIPE_REPORT_MAIN_THREAD)');
+  return { seconds: p.mainThreadSeconds - start.cpuSeconds, bytes: corpus.bytes - start.rawBytes };
 }
 
 function targetRow(row, reference, factor, goal, describe) {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { mainThreadUse } from './main-thread-report.js';
+import { MAIN_THREAD_REPORT_ENV, mainThreadReport, mainThreadUse, markStreamStarted } from './main-thread-report.js';
 
 /** CPU seconds (user + sys) of the whole process: every thread. */
 function processCpuSeconds(): number {
@@ -41,5 +41,23 @@ describe('mainThreadUse', () => {
     expect(mainDuringSpin).toBeGreaterThan(0.3);
     expect(mainDuringSpin).toBeLessThanOrEqual(end.process - afterWorker.process + 0.02);
     expect(end.main.busySeconds).toBeGreaterThan(start.main.busySeconds);
+  });
+
+  it('tells the start-up apart: the use when the first bytes had moved, noted once', () => {
+    const env = { [MAIN_THREAD_REPORT_ENV]: '1' };
+    markStreamStarted(100, {});
+    markStreamStarted(0, env);
+    expect(mainThreadReport().streamStart, 'not asked for, or nothing moved yet').toBeNull();
+    spinCpu(0.05);
+    markStreamStarted(65_536, env);
+    const start = mainThreadReport().streamStart;
+    expect(start?.rawBytes).toBe(65_536);
+    expect(start?.cpuSeconds).toBeGreaterThan(0);
+    spinCpu(0.1);
+    markStreamStarted(10 * 65_536, env);
+    const report = mainThreadReport();
+    expect(report.streamStart).toEqual(start);
+    expect(report.cpuSeconds as number).toBeGreaterThan(start?.cpuSeconds as number);
+    expect(report.uptimeSeconds).toBeGreaterThan(start?.uptimeSeconds as number);
   });
 });

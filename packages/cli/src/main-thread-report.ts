@@ -18,7 +18,29 @@ const CLOCK_TICKS_PER_SECOND = 100;
  */
 export function reportMainThread(env: NodeJS.ProcessEnv = process.env): void {
   if (env[MAIN_THREAD_REPORT_ENV] !== '1') return;
-  writeSync(2, `${JSON.stringify({ event: 'main-thread', ...mainThreadUse() })}\n`);
+  writeSync(2, `${JSON.stringify(mainThreadReport())}\n`);
+}
+
+export function mainThreadReport(): MainThreadUse & { event: 'main-thread'; streamStart: StreamStart | null } {
+  return { event: 'main-thread', ...mainThreadUse(), streamStart: streamStart ?? null };
+}
+
+/** The main thread's use when the stream's first bytes had moved, and how many had. */
+export interface StreamStart extends MainThreadUse {
+  rawBytes: number;
+}
+
+let streamStart: StreamStart | undefined;
+
+/**
+ * Notes, once, that `rawBytes` of the stream have moved: what the main thread used until then is
+ * start-up (loading the code, opening the store, starting the codec threads, reading the manifest),
+ * the same for a megabyte as for terabytes, and no ceiling on throughput. The report carries it,
+ * so that the main thread's cost per byte can be told from it.
+ */
+export function markStreamStarted(rawBytes: number, env: NodeJS.ProcessEnv = process.env): void {
+  if (streamStart !== undefined || rawBytes <= 0 || env[MAIN_THREAD_REPORT_ENV] !== '1') return;
+  streamStart = { ...mainThreadUse(), rawBytes };
 }
 
 export interface MainThreadUse {

@@ -21,6 +21,7 @@ import {
 } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import type { Log } from '../log/index.js';
+import { markStreamStarted } from '../main-thread-report.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -192,6 +193,7 @@ export async function runReceive(argv: string[], log: Log): Promise<number> {
       onWarning: (message) => progress.warning(message),
       onProgress: (p) => {
         metrics.receive(p);
+        markStreamStarted(p.rawBytesWritten - p.rawBytesResumed);
         progress.update({
           bytes: p.rawBytesWritten,
           unit: 'written',

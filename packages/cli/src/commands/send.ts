@@ -29,6 +29,7 @@ import {
 } from '../args.js';
 import { encryptionKeyOption, encryptionOptionHelp, encryptionOptionSpec } from '../encryption-option.js';
 import type { Log } from '../log/index.js';
+import { markStreamStarted } from '../main-thread-report.js';
 import { metricsOptionSpec, metricsOptionsHelp, startMetrics } from '../metrics/index.js';
 import { describeRatio, ProgressReporter } from '../progress.js';
 import { rateLimited, rateOption, rateOptionSpec } from '../rate-option.js';
@@ -174,6 +175,7 @@ export async function runSend(argv: string[], log: Log): Promise<number> {
       signal: interrupt.signal,
       onProgress: (p) => {
         metrics.send(p);
+        markStreamStarted(p.rawBytesRead);
         if (p.phase !== phase) {
           phase = p.phase;
           if (p.phase === 'verifying') {
