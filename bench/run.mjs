@@ -1214,6 +1214,17 @@ function costLines(rows, corpus) {
           `${perGB(p.cpuSeconds)} vs ${perGB(zstdCpu[side])} (${ratio.toFixed(2)}×)`,
           verdict(ratio <= factor),
         ]);
+        const start = p.mainThreadStart;
+        if (start) {
+          const moving = (p.cpuSeconds - start.processCpuSeconds) / ((corpus.bytes - start.rawBytes) / GB);
+          const zstdPerGB = zstdCpu[side] / gigabytes;
+          table.push([
+            label,
+            '  the same, once moving',
+            `${moving.toFixed(2)} s/GB (${(moving / zstdPerGB).toFixed(2)}×; start-up ${start.processCpuSeconds.toFixed(2)} s)`,
+            '',
+          ]);
+        }
       } else {
         table.push([label, 'CPU per GB', `${perGB(p.cpuSeconds)} (run case c for zstd's own)`, '']);
       }

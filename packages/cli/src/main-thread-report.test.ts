@@ -53,6 +53,7 @@ describe('mainThreadUse', () => {
     const start = mainThreadReport().streamStart;
     expect(start?.rawBytes).toBe(65_536);
     expect(start?.cpuSeconds).toBeGreaterThan(0);
+    expect(start?.processCpuSeconds).toBeGreaterThanOrEqual((start?.cpuSeconds as number) - 0.02);
     spinCpu(0.1);
     markStreamStarted(10 * 65_536, env);
     const report = mainThreadReport();

@@ -25,8 +25,10 @@ export function mainThreadReport(): MainThreadUse & { event: 'main-thread'; stre
   return { event: 'main-thread', ...mainThreadUse(), streamStart: streamStart ?? null };
 }
 
-/** The main thread's use when the stream's first bytes had moved, and how many had. */
+/** The main thread's use when the stream's first bytes had moved, the whole process's CPU then, and how many bytes had moved. */
 export interface StreamStart extends MainThreadUse {
+  /** User + system CPU of every thread of the process (getrusage). */
+  processCpuSeconds: number;
   rawBytes: number;
 }
 
@@ -40,7 +42,8 @@ let streamStart: StreamStart | undefined;
  */
 export function markStreamStarted(rawBytes: number, env: NodeJS.ProcessEnv = process.env): void {
   if (streamStart !== undefined || rawBytes <= 0 || env[MAIN_THREAD_REPORT_ENV] !== '1') return;
-  streamStart = { ...mainThreadUse(), rawBytes };
+  const { user, system } = process.cpuUsage();
+  streamStart = { ...mainThreadUse(), processCpuSeconds: (user + system) / 1e6, rawBytes };
 }
 
 export interface MainThreadUse {
