@@ -479,13 +479,16 @@ function bucketpipeCase(id, label, options, runs) {
         const machine = machineCpuSince(cpuBefore);
         for (const p of procs) checkSummary(p, corpus, options.encrypted ? summaryOf(procs[0]).digest : corpus.digest);
         if (verifyWithSeparateReceive) await verifyReceivedBytes(stream, corpus, keyOptions);
-        const [send, receive] = procs.map((p) => ({
-          ...readTimeFile(p),
-          exitSeconds: (p.endedAt - started) / 1000,
-          mainThreadSeconds: mainThreadOf(p).cpuSeconds,
-          mainThreadBusySeconds: mainThreadOf(p).busySeconds,
-          mainThreadStart: mainThreadOf(p).streamStart,
-        }));
+        const [send, receive] = procs.map((p) => {
+          const mainThread = mainThreadOf(p);
+          return {
+            ...readTimeFile(p),
+            exitSeconds: (p.endedAt - started) / 1000,
+            mainThreadSeconds: mainThread.cpuSeconds,
+            mainThreadBusySeconds: mainThread.busySeconds,
+            mainThreadStart: mainThread.streamStart,
+          };
+        });
         return { seconds, machine, processes: { send, receive }, ratio: summaryOf(procs[0]).ratio };
       } finally {
         closeSync(input);

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ReadAhead } from './read-ahead.js';
 
-/** The receiver's calls for chunks [from, to): each started, waited for (not yet downloaded) and taken. */
+/** The receiver's calls for chunks [from, to): each started, waited for before it was downloaded, then downloaded. */
 function waitForEach(readAhead: ReadAhead, from: number, to: number): void {
   for (let index = from; index < to; index++) {
     readAhead.started(index);
     readAhead.sinkWaitsFor(index);
-    readAhead.taken(index);
+    readAhead.downloaded(index);
   }
 }
 
@@ -45,7 +45,7 @@ describe('ReadAhead', () => {
     readAhead.heldBack(1000);
     for (let index = 6; index < 1000; index++) {
       readAhead.started(index);
-      readAhead.taken(index);
+      readAhead.downloaded(index);
     }
     expect(readAhead.limit).toBe(6);
   });

@@ -15,7 +15,7 @@ export class ReadAhead {
   #limit: number;
   /** Chunks below this index were known when the limit last held downloads back. */
   #knownWhenHeld = 0;
-  /** Chunks ahead whose download started later than it could have, because of the limit. */
+  /** Chunks ahead still downloading that started later than they could have, because of the limit. */
   readonly #startedLate = new Set<number>();
 
   constructor(
@@ -42,13 +42,15 @@ export class ReadAhead {
     if (index < this.#knownWhenHeld) this.#startedLate.add(index);
   }
 
-  /** The sink waits for chunk `index`, whose download has not finished. */
-  sinkWaitsFor(index: number): void {
-    if (this.#startedLate.has(index)) this.#limit = Math.min(this.max, this.#limit * 2);
+  /** The object of chunk `index` is in memory. */
+  downloaded(index: number): void {
+    this.#startedLate.delete(index);
   }
 
-  /** The sink took chunk `index`. */
-  taken(index: number): void {
-    this.#startedLate.delete(index);
+  /** The sink waits for chunk `index`; true if that raised the limit (its download, started late, is still running). */
+  sinkWaitsFor(index: number): boolean {
+    if (!this.#startedLate.has(index) || this.#limit === this.max) return false;
+    this.#limit = Math.min(this.max, this.#limit * 2);
+    return true;
   }
 }

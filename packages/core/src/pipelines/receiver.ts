@@ -153,7 +153,6 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
     // the decodings and two more at first, more each time the sink had to wait for a download.
     const { window, decodeAhead } = receiveWindow(options.bufferBytes ?? DEFAULT_BUFFER_BYTES, chunkSize, codec.size);
     const readAhead = new ReadAhead(decodeAhead + 2, window);
-    const downloaded = new Set<number>(); // chunks ahead whose object is in memory
     const slabs = new SlabPool(chunkSize, decodeAhead);
     const objectSlabs = new SlabPool(chunkObjectBound(chunkSize), window);
     let ahead = 0; // chunks fetched or being fetched, not yet written
@@ -211,7 +210,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       const key = chunkKey(index);
       for (let attempt = 1; ; attempt++) {
         const { object, inSlab } = await download(index);
-        downloaded.add(index);
+        readAhead.downloaded(index);
         let raw: Uint8Array | undefined;
         try {
           // Holders of raw buffers are chunks in [position, position + decodeAhead): the pool of
@@ -311,14 +310,9 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
       if (position >= manifest.watermark) break;
       const fetch = fetches.get(position);
       if (!fetch) throw new Error(`bug: chunk ${position} was never fetched`);
-      if (!downloaded.has(position)) {
-        readAhead.sinkWaitsFor(position);
-        fill();
-      }
+      if (readAhead.sinkWaitsFor(position)) fill();
       const decoded = await raceAbort(fetch, signal);
       fetches.delete(position);
-      downloaded.delete(position);
-      readAhead.taken(position);
       if (decoded.rawLength < chunkSize) {
         // Only the last chunk may be short: hold it until the sender has said it is the last one.
         while (manifest.state === 'sending') await raceAbort(manifestChanged.wait(), signal);
