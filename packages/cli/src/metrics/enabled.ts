@@ -5,7 +5,8 @@ import { lagBehind, ReceiverCursorLag, WatermarkLog } from './lag.js';
 import { MeteredSink } from './metered-sink.js';
 import { MeteredStore } from './metered-store.js';
 import { type MeteredCommand, TransferMetrics } from './registry.js';
-import { type ReplicationMetrics, replicationMetrics } from './replication.js';
+import type { ReplicationMetrics } from './replication.js';
+import { replicationMetrics } from './replication-series.js';
 import type { MetricsServer } from './server.js';
 
 /** The metrics of a command run with --metrics-addr (loaded only then: prom-client costs ~80 ms at startup). */
