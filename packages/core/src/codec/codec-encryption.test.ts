@@ -234,8 +234,8 @@ describe('ChunkCodec.decode with keys', () => {
   });
 
   it('the same altered byte without recomputing the payload check is caught first by it (BP_CHUNK_CHECKSUM), also where a receiver defers that check for plaintext', () => {
-    for (const deferPayloadCheck of [false, true]) {
-      const error = decodeError(decodeJob(flip(encrypted, HEADER_FRAME_LENGTH + 40), { deferPayloadCheck }));
+    for (const rawDigestSuffices of [false, true]) {
+      const error = decodeError(decodeJob(flip(encrypted, HEADER_FRAME_LENGTH + 40), { rawDigestSuffices }));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
       expect(error.message).toMatch(/payload CRC-32/);
     }

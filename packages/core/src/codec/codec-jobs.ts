@@ -40,11 +40,12 @@ export interface DecodeJob {
   /** Present for an encrypted stream: the chunk must then be encrypted with them, and otherwise must not be encrypted. */
   keys?: StreamKeys;
   /**
-   * Takes a plaintext payload's SHA-256 only to name a failure of the later checks: for a receiver,
-   * whose raw digest check covers every byte it hands on (docs/FORMAT.md §3, step 13). `verify`
-   * checks everything the format promises and leaves it unset.
+   * Set by a reader whose raw digest check covers every byte it hands on (the receiver): a
+   * plaintext payload's check is then made only to name a failure of the later checks, and zstd's
+   * XXH64 content checksum is not computed (docs/FORMAT.md §3, steps 13 and 14). `verify` and
+   * `relay` check everything the format promises about the stored object and leave it unset.
    */
-  deferPayloadCheck?: boolean;
+  rawDigestSuffices?: boolean;
 }
 
 export interface DecodeResult {

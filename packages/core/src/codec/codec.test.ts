@@ -205,23 +205,40 @@ describe('ChunkCodec', () => {
       expect(error.message).toContain(checkName);
     });
 
-    it('deferred, a damaged payload is still named as such wherever the damage is (its check made on the failure)', () => {
+    it('deferred, a damaged payload is still named as such wherever the damage changes the raw bytes (its check made on the failure)', () => {
       const frameLength = object.length - HEADER_FRAME_LENGTH;
-      // The frame magic, a block in the middle, the content checksum at the end.
-      for (const at of [HEADER_FRAME_LENGTH, HEADER_FRAME_LENGTH + Math.floor(frameLength / 2), object.length - 2]) {
+      // The frame magic, the frame header, a block in the middle, the last block's last byte.
+      for (const at of [
+        HEADER_FRAME_LENGTH,
+        HEADER_FRAME_LENGTH + 5,
+        HEADER_FRAME_LENGTH + Math.floor(frameLength / 2),
+        object.length - 5,
+      ]) {
         const damaged = object.slice();
         damaged[at] = (damaged[at] ?? 0) ^ 0x40;
-        const error = decodeError(decodeJob(damaged, { deferPayloadCheck: true }));
+        const error = decodeError(decodeJob(damaged, { rawDigestSuffices: true }));
         expect(error.code, `byte ${at}`).toBe('BP_CHUNK_CHECKSUM');
         expect(error.message).toContain(checkName);
       }
+    });
+
+    it("zstd's content checksum is checked unless the raw digest suffices: damage confined to it leaves the raw bytes intact", () => {
+      const damaged = object.slice();
+      const checksumByte = damaged.length - 2; // the frame's last 4 bytes are the low half of XXH64
+      damaged[checksumByte] = (damaged[checksumByte] ?? 0) ^ 0x40;
+      // verify: the stored object is damaged (zstd -d would refuse it), whatever the payload check.
+      expect(decodeError(decodeJob(damaged)).code).toBe('BP_CHUNK_CHECKSUM');
+      expect(decodeError(decodeJob(fixPayloadCheck(damaged))).code).toBe('BP_CHUNK_DECOMPRESS');
+      // receive: every raw byte still matches the raw digest, so they are handed on.
+      const decoded = codec.decode(decodeJob(fixPayloadCheck(damaged), { rawDigestSuffices: true }));
+      expect(Buffer.from(decoded.raw.subarray(0, decoded.rawLength)).equals(partlyCompressibleBytes(5000))).toBe(true);
     });
 
     it('deferred, an intact plaintext payload is accepted on its raw SHA-256 although the payload check in the header is wrong; not deferred (verify), it is refused', () => {
       const forged = object.slice();
       forged[8 + 80] = (forged[8 + 80] ?? 0) ^ 0x01; // first byte of the payload check
       fixCrc(forged);
-      expect(codec.decode(decodeJob(forged, { deferPayloadCheck: true })).rawLength).toBe(5000);
+      expect(codec.decode(decodeJob(forged, { rawDigestSuffices: true })).rawLength).toBe(5000);
       const error = decodeError(decodeJob(forged));
       expect(error.code).toBe('BP_CHUNK_CHECKSUM');
       expect(error.message).toContain(checkName);

@@ -25,7 +25,7 @@ import {
 import { streamIdFromBytes } from '../protocol/stream-id.js';
 import { payloadFrameProblem } from '../protocol/zstd-frame.js';
 import type { DecodeJob, DecodeResult, EncodeJob, EncodeResult } from './codec-jobs.js';
-import { CCtx, CParameter, compressBound, DCtx, DParameter, ResetDirective } from './zstd.js';
+import { CCtx, CParameter, compressBound, DCtx, DParameter, FORCE_IGNORE_CHECKSUM, ResetDirective } from './zstd.js';
 
 /** Upper bound of a chunk object's size for `rawLength` raw bytes, encrypted or not. */
 export function chunkObjectBound(rawLength: number): number {
@@ -86,11 +86,13 @@ export class ChunkCodec {
 
   /**
    * Decompresses the one frame into `out` (exactly the raw length) and feeds every byte to `hash`
-   * as it is written. zstd checks the frame's content size and XXH64 checksum at its end; a frame
-   * that holds more than `out`, ends early or has bytes after it is refused.
+   * as it is written. zstd checks the frame's content size at its end, and its XXH64 checksum
+   * unless `contentChecksum` is false; a frame that holds more than `out`, ends early or has bytes
+   * after it is refused.
    */
-  #decompressHashing(out: Uint8Array, frame: Uint8Array, hash: Digest): number {
+  #decompressHashing(out: Uint8Array, frame: Uint8Array, hash: Digest, contentChecksum: boolean): number {
     this.#dctx.reset(ResetDirective.sessionOnly);
+    this.#dctx.setParameter(FORCE_IGNORE_CHECKSUM, contentChecksum ? 0 : 1);
     let produced = 0;
     let consumed = 0;
     for (;;) {
@@ -101,7 +103,7 @@ export class ChunkCodec {
       hash.update(out.subarray(produced, produced + written));
       produced += written;
       consumed += read;
-      if (remaining === 0) break; // the frame is complete and its checksum checked
+      if (remaining === 0) break; // the frame is complete (and its checksum checked, when asked)
       if (written === 0 && read === 0) {
         throw new Error(produced === out.length ? 'the frame holds more than the raw length' : 'the frame ends early');
       }
@@ -138,10 +140,10 @@ export class ChunkCodec {
         ? undefined
         : wrong('BP_CHUNK_CHECKSUM', `failed its ${payloadCheckName(header.version)} check (altered or damaged in the store)`);
     // Deferred, a plaintext payload's check only names a failure of the checks below: the raw
-    // SHA-256 covers every byte that reaches the sink, and a v1 payload's SHA-256 is about a seventh
+    // digest covers every byte that reaches the sink, and a v1 payload's SHA-256 is about a seventh
     // of the receiver's CPU (docs/FORMAT.md §3, step 13). An encrypted payload is decrypted in place,
     // after which its check could no longer be made: it is always made first.
-    const deferred = job.deferPayloadCheck === true && !job.keys;
+    const deferred = job.rawDigestSuffices === true && !job.keys;
     if (!deferred) {
       const damaged = payloadDamaged();
       if (damaged) throw damaged;
@@ -153,7 +155,9 @@ export class ChunkCodec {
     const hash = createRawDigest(job.keys);
     let rawLength: number;
     try {
-      rawLength = this.#decompressHashing(job.raw.subarray(0, header.rawLength), frame, hash);
+      // zstd's XXH64 of the content guards the same bytes as the raw digest, more weakly: a reader
+      // that trusts the raw digest skips it (about a tenth of zstd's decompression CPU).
+      rawLength = this.#decompressHashing(job.raw.subarray(0, header.rawLength), frame, hash, job.rawDigestSuffices !== true);
     } catch (error) {
       throw failure('BP_CHUNK_DECOMPRESS', `could not be decompressed (${(error as Error).message})`);
     }

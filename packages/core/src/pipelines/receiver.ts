@@ -227,7 +227,7 @@ export async function receive(options: ReceiveOptions): Promise<ReceiveSummary> 
               index,
               rawLength: expectedLength,
               keys,
-              deferPayloadCheck: true,
+              rawDigestSuffices: true,
             });
           });
           if (inSlab) objectSlabs.release(decoded.object);
