@@ -42,8 +42,8 @@ export interface DecodeJob {
   /**
    * Set by a reader whose raw digest check covers every byte it hands on (the receiver): a
    * plaintext payload's check is then made only to name a failure of the later checks, and zstd's
-   * XXH64 content checksum is not computed (docs/FORMAT.md §3, steps 13 and 14). `verify` and
-   * `relay` check everything the format promises about the stored object and leave it unset.
+   * XXH64 content checksum is not computed (docs/FORMAT.md §3, steps 13 and 14). `verify` checks
+   * everything the format promises about the stored object and leaves it unset.
    */
   rawDigestSuffices?: boolean;
 }
