@@ -48,7 +48,7 @@ async function freePort(): Promise<number> {
 
 describe('deploy/monitoring: the alert rules and the dashboard', () => {
   it('name replication metrics the replication daemons register', async () => {
-    const source = await readFile(join(repoRoot, 'packages/cli/src/metrics/replication.ts'), 'utf8');
+    const source = await readFile(join(repoRoot, 'packages/cli/src/metrics/replication-series.ts'), 'utf8');
     for (const name of REPLICATION_ONLY) expect(source, name).toContain(`'${name}'`);
     const named = namedMetrics(await readFile(join(monitoring, 'bucketpipe.dashboard.json'), 'utf8'));
     expect([...REPLICATION_ONLY].filter((name) => !named.has(name))).toEqual([]);
